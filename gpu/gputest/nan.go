@@ -1,0 +1,5 @@
+package gputest
+
+import "math"
+
+func nanValue() float64 { return math.NaN() }

@@ -1,0 +1,219 @@
+package gpu
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/cogentcore/webgpu/wgpu"
+)
+
+// Grid is a dispatch size in workgroups.
+type Grid struct{ X, Y, Z uint32 }
+
+// Grid1D returns the workgroup grid covering n items with workgroups of wg
+// items, folded into two dimensions when the count exceeds the device's
+// per-dimension limit. Kernels recover the linear workgroup index as
+// wid.y * nwg.x + wid.x and must guard against the overshoot of the fold.
+func (d *Device) Grid1D(n, wg int) Grid {
+	groups := uint32((n + wg - 1) / wg)
+	if groups == 0 {
+		groups = 1
+	}
+	return FoldGrid(groups, d.Limits.MaxComputeWorkgroupsPerDimension)
+}
+
+// FoldGrid folds a 1-D workgroup count into X x Y with X <= max.
+func FoldGrid(groups, max uint32) Grid {
+	if groups <= max {
+		return Grid{groups, 1, 1}
+	}
+	y := (groups + max - 1) / max
+	x := (groups + y - 1) / y
+	return Grid{x, y, 1}
+}
+
+// DefaultMaxDispatches bounds the dispatches in one submission regardless of
+// their estimated work, so a run of tiny kernels cannot build a submission
+// whose overhead alone nears the watchdog (~40 us each on lavapipe).
+const DefaultMaxDispatches = 4096
+
+// Recorder records dispatches and copies into one command encoder and
+// submits them when the estimated work would pass the device's SubmitBudget
+// or the dispatch cap, so that no single submission runs long enough to trip
+// the 5 s watchdog. Flush submits what is left and waits for it.
+type Recorder struct {
+	d     *Device
+	enc   *wgpu.CommandEncoder
+	pass  *wgpu.ComputePassEncoder
+	work  float64
+	n     int
+	names []string
+
+	// MaxDispatches caps the dispatches of one submission.
+	MaxDispatches int
+	// Submissions counts the submissions made so far.
+	Submissions int
+	// Dispatches counts the dispatches recorded so far.
+	Dispatches int
+}
+
+// NewRecorder returns an empty recorder on the device.
+func (d *Device) NewRecorder() *Recorder {
+	return &Recorder{d: d, MaxDispatches: DefaultMaxDispatches}
+}
+
+// Device returns the recorder's device.
+func (r *Recorder) Device() *Device { return r.d }
+
+func (r *Recorder) encoder() (*wgpu.CommandEncoder, error) {
+	if r.enc == nil {
+		enc, err := r.d.dev.CreateCommandEncoder(nil)
+		if err != nil {
+			return nil, fmt.Errorf("command encoder: %w", err)
+		}
+		r.enc = enc
+	}
+	return r.enc, nil
+}
+
+func (r *Recorder) endPass() error {
+	if r.pass == nil {
+		return nil
+	}
+	err := r.pass.End()
+	r.pass.Release()
+	r.pass = nil
+	if err != nil {
+		return fmt.Errorf("compute pass (%s): %w", r.kernels(), err)
+	}
+	return nil
+}
+
+func (r *Recorder) kernels() string {
+	seen := map[string]bool{}
+	var out []string
+	for _, n := range r.names {
+		if !seen[n] {
+			seen[n] = true
+			out = append(out, n)
+		}
+	}
+	if len(out) > 8 {
+		out = append(out[:8], fmt.Sprintf("and %d more", len(out)-8))
+	}
+	return strings.Join(out, ", ")
+}
+
+// Dispatch records one dispatch of pipeline p over grid g. work is the
+// estimated floating-point operations of the dispatch (for elementwise
+// kernels, a few per element), used to bound submissions. params are the
+// uniform bytes from Params (nil if the kernel has no uniform).
+func (r *Recorder) Dispatch(p *Pipeline, g Grid, work float64, params []byte, args ...Arg) error {
+	lim := r.d.Limits.MaxComputeWorkgroupsPerDimension
+	if g.X == 0 || g.Y == 0 || g.Z == 0 || g.X > lim || g.Y > lim || g.Z > lim {
+		return fmt.Errorf("%s: grid %dx%dx%d outside 1..%d per dimension", p.Name, g.X, g.Y, g.Z, lim)
+	}
+	if r.n > 0 && (r.work+work > r.d.SubmitBudget || r.n >= r.MaxDispatches) {
+		if err := r.Flush(); err != nil {
+			return err
+		}
+	}
+	bg, err := r.d.bindGroup(p, params, args)
+	if err != nil {
+		return err
+	}
+	enc, err := r.encoder()
+	if err != nil {
+		return err
+	}
+	if r.pass == nil {
+		r.pass = enc.BeginComputePass(nil)
+	}
+	r.pass.SetPipeline(p.p)
+	r.pass.SetBindGroup(0, bg, nil)
+	r.pass.DispatchWorkgroups(g.X, g.Y, g.Z)
+	r.work += work
+	r.n++
+	r.Dispatches++
+	r.names = append(r.names, p.Name)
+	return nil
+}
+
+// Copy records a buffer-to-buffer copy of size bytes.
+func (r *Recorder) Copy(dst *Buffer, dstOff uint64, src *Buffer, srcOff, size uint64) error {
+	if err := r.endPass(); err != nil {
+		return err
+	}
+	enc, err := r.encoder()
+	if err != nil {
+		return err
+	}
+	if err := enc.CopyBufferToBuffer(src.buf, srcOff, dst.buf, dstOff, size); err != nil {
+		return fmt.Errorf("copy %s -> %s: %w", src.Name, dst.Name, err)
+	}
+	r.names = append(r.names, "copy")
+	return nil
+}
+
+// Clear records zero-filling size bytes of a buffer from offset off.
+func (r *Recorder) Clear(b *Buffer, off, size uint64) error {
+	if err := r.endPass(); err != nil {
+		return err
+	}
+	enc, err := r.encoder()
+	if err != nil {
+		return err
+	}
+	if err := enc.ClearBuffer(b.buf, off, size); err != nil {
+		return fmt.Errorf("clear %s: %w", b.Name, err)
+	}
+	r.names = append(r.names, "clear")
+	return nil
+}
+
+// Flush submits everything recorded and waits until the device finishes it.
+func (r *Recorder) Flush() error {
+	if r.enc == nil {
+		return nil
+	}
+	if err := r.endPass(); err != nil {
+		r.enc.Release()
+		r.enc, r.n, r.work, r.names = nil, 0, 0, nil
+		return err
+	}
+	enc := r.enc
+	what := r.kernels()
+	r.enc, r.n, r.work, r.names = nil, 0, 0, nil
+	r.Submissions++
+	return r.d.finishAndWait(enc, what)
+}
+
+// finishAndWait finishes an encoder, submits it and blocks until the queue
+// has executed it. A wait that returns with the queue still busy means the
+// submission hit wgpu's 5 s poll limit: the device is then unusable.
+func (d *Device) finishAndWait(enc *wgpu.CommandEncoder, what string) error {
+	cb, err := enc.Finish(nil)
+	enc.Release()
+	if err != nil {
+		return fmt.Errorf("finish commands (%s): %w", what, err)
+	}
+	idx := d.queue.Submit(cb)
+	cb.Release()
+	empty := d.dev.Poll(true, &wgpu.WrappedSubmissionIndex{Queue: d.queue, SubmissionIndex: idx})
+	if err := d.Lost(); err != nil {
+		return fmt.Errorf("submission (%s): %w", what, err)
+	}
+	if !empty {
+		// Every submission is waited for, so the queue is empty after the
+		// wait unless wgpu's 5 s poll limit expired first (WEBGPU.md trap 1).
+		return fmt.Errorf("submission (%s) did not finish within wgpu's 5 s wait: "+
+			"lower gpu.Device.SubmitBudget or split the work", what)
+	}
+	return nil
+}
+
+// Sync waits for every submitted command to finish.
+func (d *Device) Sync() error {
+	d.dev.Poll(true, nil)
+	return d.Lost()
+}

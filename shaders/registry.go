@@ -1,0 +1,109 @@
+package shaders
+
+import (
+	"embed"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/step-gpu/step-gpu/gpu"
+)
+
+//go:embed *.wgsl
+var files embed.FS
+
+// family is one WGSL file and the kernels its Go owner builds from it.
+type family struct {
+	name    string
+	source  string
+	kernels []gpu.Kernel
+}
+
+var families = map[string]*family{}
+
+// own registers the Go owner of NAME.wgsl and returns its source. Owners
+// call it from a package-level var, so every family is known at init.
+func own(name string) string {
+	raw, err := files.ReadFile(name + ".wgsl")
+	if err != nil {
+		panic(fmt.Sprintf("shaders: no embedded %s.wgsl: %v", name, err))
+	}
+	if _, dup := families[name]; dup {
+		panic("shaders: family " + name + " owned twice")
+	}
+	families[name] = &family{name: name, source: string(raw)}
+	return string(raw)
+}
+
+// kernel declares one entry point of a family and returns its description.
+// The default template values given here are the ones the compile test uses.
+func kernel(fam, entry string, bindings []gpu.BindKind, subs map[string]string) gpu.Kernel {
+	f, ok := families[fam]
+	if !ok {
+		panic("shaders: kernel of unowned family " + fam)
+	}
+	k := gpu.Kernel{Name: fam + "/" + entry, Source: f.source, Entry: entry, Bindings: bindings, Subs: subs}
+	f.kernels = append(f.kernels, k)
+	return k
+}
+
+// with returns k with some template values replaced.
+func with(k gpu.Kernel, subs map[string]string) gpu.Kernel {
+	m := make(map[string]string, len(k.Subs)+len(subs))
+	for key, v := range k.Subs {
+		m[key] = v
+	}
+	for key, v := range subs {
+		m[key] = v
+	}
+	k.Subs = m
+	return k
+}
+
+// Families lists the owned WGSL families and their entry points, sorted.
+func Families() map[string][]string {
+	out := map[string][]string{}
+	for name, f := range families {
+		for _, k := range f.kernels {
+			out[name] = append(out[name], k.Entry)
+		}
+		sort.Strings(out[name])
+	}
+	return out
+}
+
+// Files lists the embedded WGSL base names, sorted.
+func Files() []string {
+	entries, _ := files.ReadDir(".")
+	var out []string
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".wgsl") {
+			out = append(out, strings.TrimSuffix(e.Name(), ".wgsl"))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// CompileAll builds every declared kernel with its default template values,
+// returning the first error. It is how tests and `step-gpu devices --check`
+// prove every shader compiles on a device.
+func CompileAll(d *gpu.Device) error {
+	names := make([]string, 0, len(families))
+	for n := range families {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		for _, k := range families[n].kernels {
+			if _, err := d.Pipeline(k); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// elems4 is the estimated work per element for elementwise kernels, used
+// only to bound submissions.
+const elems4 = 4

@@ -1,0 +1,25 @@
+package shaders
+
+import (
+	"testing"
+
+	"github.com/step-gpu/step-gpu/gpu/gputest"
+	"github.com/stretchr/testify/require"
+)
+
+// TestEveryFileHasOwner fails when a .wgsl file is embedded but no Go file
+// owns it, or an owner declares no kernel.
+func TestEveryFileHasOwner(t *testing.T) {
+	fams := Families()
+	for _, f := range Files() {
+		entries, ok := fams[f]
+		require.Truef(t, ok, "%s.wgsl has no Go owner (call own(%q) in %s.go)", f, f, f)
+		require.NotEmptyf(t, entries, "%s.wgsl declares no kernel", f)
+	}
+}
+
+// TestCompileAll compiles every declared kernel on the test device.
+func TestCompileAll(t *testing.T) {
+	d := gputest.Device(t)
+	require.NoError(t, CompileAll(d))
+}
