@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -24,6 +25,7 @@ var ErrNoAdapter = errors.New("no WebGPU adapter found: install a GPU driver wit
 type AdapterInfo struct {
 	Index    int         `json:"index"`
 	Name     string      `json:"name"`
+	DeviceID string      `json:"device_id"`
 	Vendor   string      `json:"vendor"`
 	Backend  string      `json:"backend"`
 	Type     string      `json:"type"`
@@ -57,13 +59,21 @@ func describe(i int, a *wgpu.Adapter) AdapterInfo {
 		feats = append(feats, f.String())
 	}
 	sort.Strings(feats)
+	// wgpu-native v22 puts the human-readable adapter name ("llvmpipe (LLVM
+	// 15.0.6, 256 bits)", "NVIDIA H100 80GB HBM3") in the description and a
+	// hex device id in the name field.
+	name := strings.TrimSpace(info.DriverDescription)
+	if name == "" {
+		name = info.Name
+	}
 	return AdapterInfo{
 		Index:       i,
-		Name:        info.Name,
+		Name:        name,
+		DeviceID:    fmt.Sprintf("%#04x:%#04x", info.VendorId, info.DeviceId),
 		Vendor:      info.VendorName,
 		Backend:     info.BackendType.String(),
 		Type:        info.AdapterType.String(),
-		Driver:      strings.TrimSpace(info.DriverDescription),
+		Driver:      strings.TrimSpace(info.Architecture),
 		Limits:      lim,
 		Features:    feats,
 		adapterType: info.AdapterType,
@@ -132,7 +142,7 @@ func ResolveOverride(flag string) string {
 // ListAdapters enumerates every adapter and marks the one Choose would pick
 // for the given override.
 func ListAdapters(override string) ([]AdapterInfo, error) {
-	wgpu.SetLogLevel(wgpu.LogLevelError)
+	quietDrivers()
 	inst := wgpu.CreateInstance(nil)
 	defer inst.Release()
 	adapters, infos := enumerate(inst)
@@ -148,4 +158,18 @@ func ListAdapters(override string) ([]AdapterInfo, error) {
 	}
 	infos[i].Chosen = true
 	return infos, nil
+}
+
+// quietDrivers keeps wgpu to errors only and gives Mesa's window-system code
+// a private XDG_RUNTIME_DIR when none is set, so headless runs (CI, servers)
+// do not print a driver complaint for every instance.
+func quietDrivers() {
+	wgpu.SetLogLevel(wgpu.LogLevelError)
+	if os.Getenv("XDG_RUNTIME_DIR") != "" {
+		return
+	}
+	dir := filepath.Join(os.TempDir(), fmt.Sprintf("step-gpu-runtime-%d", os.Getuid()))
+	if err := os.MkdirAll(dir, 0o700); err == nil {
+		os.Setenv("XDG_RUNTIME_DIR", dir)
+	}
 }

@@ -77,7 +77,7 @@ func CheckLimits(l wgpu.Limits) error {
 // limits (WebGPU's defaults are far smaller), after checking that they meet
 // Requirements.
 func Open(opt Options) (*Device, error) {
-	wgpu.SetLogLevel(wgpu.LogLevelError)
+	quietDrivers()
 	inst := wgpu.CreateInstance(nil)
 	adapters, infos := enumerate(inst)
 	if len(infos) == 0 {

@@ -1,0 +1,88 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/alecthomas/kong"
+
+	"github.com/step-gpu/step-gpu/gpu"
+	"github.com/step-gpu/step-gpu/nn"
+)
+
+// Globals are the flags every command takes.
+type Globals struct {
+	Adapter string `help:"Adapter to use: an index or a name substring from 'step-gpu devices' (default: discrete GPU, then integrated, then CPU; env STEP_GPU_ADAPTER)." placeholder:"SEL"`
+}
+
+// CLI is the root of the command tree.
+type CLI struct {
+	Globals
+	Devices DevicesCmd `cmd:"" help:"List WebGPU adapters, their limits and features; mark the one step-gpu would use."`
+	Bench   BenchCmd   `cmd:"" help:"Measure kernel throughput at the shapes of a model config."`
+}
+
+// Main runs the command line with args (without the program name) and
+// returns the process exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	var root CLI
+	parser, err := kong.New(&root,
+		kong.Name("step-gpu"),
+		kong.Description("Pre-train LLaMA-style models on any GPU through WebGPU, with STEP staged growth."),
+		kong.Writers(stdout, stderr),
+		kong.UsageOnError(),
+		kong.Exit(func(int) {}),
+		kong.Vars{"presets": strings.Join(nn.PresetNames(), ", ")},
+	)
+	if err != nil {
+		fmt.Fprintf(stderr, "step-gpu: %v\n", err)
+		return 2
+	}
+	ctx, err := parser.Parse(args)
+	if err != nil {
+		var pe *kong.ParseError
+		if errors.As(err, &pe) {
+			fmt.Fprintf(stderr, "step-gpu: %v\n", err)
+			return 2
+		}
+		// --help and similar exit through kong.Exit after printing.
+		return 0
+	}
+	if ctx == nil {
+		return 0
+	}
+	env := &Env{Globals: root.Globals, Stdout: stdout, Stderr: stderr}
+	if err := ctx.Run(env); err != nil {
+		fmt.Fprintf(stderr, "step-gpu: %v\n", err)
+		if errors.Is(err, gpu.ErrNoAdapter) {
+			return 3
+		}
+		return 1
+	}
+	return 0
+}
+
+// Env is what every command's Run receives.
+type Env struct {
+	Globals
+	Stdout, Stderr io.Writer
+}
+
+// open opens the device the flags and environment select and says which.
+func (e *Env) open() (*gpu.Device, error) {
+	d, err := gpu.Open(gpu.Options{Adapter: e.Adapter})
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(e.Stderr, "device: %s (%s, %s; %s)\n", d.Info.Name, d.Info.Type, d.Info.Backend, d.Reason)
+	return d, nil
+}
+
+// Exit runs Main on the process arguments and exits.
+func Exit() {
+	prepareRuntime()
+	os.Exit(Main(os.Args[1:], os.Stdout, os.Stderr))
+}
