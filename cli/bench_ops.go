@@ -39,3 +39,36 @@ func residualCases(cfg nn.Config, c *BenchCmd) []benchCase {
 			return rec, float64(n), float64(12 * n), release, nil
 		}}}
 }
+
+func init() { benchGenerators = append(benchGenerators, transferCases) }
+
+// transferCases measures host-to-device and device-to-host copies of a
+// 64 MiB tensor through the chunked Write and Read paths.
+func transferCases(cfg nn.Config, c *BenchCmd) []benchCase {
+	const n = 16 << 20 // floats: 64 MiB
+	host := make([]float32, n)
+	up := benchCase{op: "upload", shape: "64 MiB",
+		setup: func(d *gpu.Device) (func(*gpu.Recorder) error, float64, float64, func(), error) {
+			b, err := d.NewBuffer("bench.upload", gpu.CatScratch, 4*n)
+			if err != nil {
+				return nil, 0, 0, nil, err
+			}
+			rec := func(r *gpu.Recorder) error {
+				if err := b.WriteF32(0, host); err != nil {
+					return err
+				}
+				return d.FlushWrites()
+			}
+			return rec, 0, 4 * n, b.Release, nil
+		}}
+	down := benchCase{op: "download", shape: "64 MiB",
+		setup: func(d *gpu.Device) (func(*gpu.Recorder) error, float64, float64, func(), error) {
+			b, err := d.NewBuffer("bench.download", gpu.CatScratch, 4*n)
+			if err != nil {
+				return nil, 0, 0, nil, err
+			}
+			rec := func(r *gpu.Recorder) error { _, err := b.Read(0, 4*n); return err }
+			return rec, 0, 4 * n, b.Release, nil
+		}}
+	return []benchCase{up, down}
+}

@@ -37,7 +37,11 @@ func (c *DevicesCmd) Run(e *Env) error {
 			mark = "*"
 		}
 		fmt.Fprintf(e.Stdout, "%s [%d] %s\n", mark, a.Index, a.Name)
-		fmt.Fprintf(e.Stdout, "      backend %s, type %s, vendor %q, driver %q\n", a.Backend, a.Type, a.Vendor, a.Driver)
+		fmt.Fprintf(e.Stdout, "      backend %s, type %s, vendor:device %s", a.Backend, a.Type, a.DeviceID)
+		if a.Driver != "" {
+			fmt.Fprintf(e.Stdout, ", driver %q", a.Driver)
+		}
+		fmt.Fprintln(e.Stdout)
 		l := a.Limits
 		fmt.Fprintf(e.Stdout, "      max buffer %s, storage binding %s, workgroup memory %d KiB, invocations %d, storage buffers/stage %d, workgroups/dim %d, texture 2D %d\n",
 			size(l.MaxBufferSize), size(l.MaxStorageBufferBindingSize), l.MaxComputeWorkgroupStorageSize/1024,

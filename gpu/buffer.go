@@ -9,8 +9,10 @@ import (
 )
 
 // ChunkBytes is the largest single queue write or readback copy. WEBGPU.md
-// measured a 64 MiB queue.WriteBuffer ~20x slower than four 16 MiB ones.
-const ChunkBytes = 16 << 20
+// measured a 64 MiB queue.WriteBuffer ~20x slower than four 16 MiB ones;
+// `step-gpu bench --op load` on lavapipe here was fastest for both
+// directions at 4 MiB (1, 2, 4, 8 and 16 MiB tried).
+const ChunkBytes = 4 << 20
 
 // Align is the byte multiple every buffer size is rounded up to, so that
 // kernels may read vec4s past a tensor's last element without leaving the

@@ -217,3 +217,11 @@ func (d *Device) Sync() error {
 	d.dev.Poll(true, nil)
 	return d.Lost()
 }
+
+// FlushWrites submits pending queue writes (uploads are staged until the next
+// submission) and waits for them to land.
+func (d *Device) FlushWrites() error {
+	idx := d.queue.Submit()
+	d.dev.Poll(true, &wgpu.WrappedSubmissionIndex{Queue: d.queue, SubmissionIndex: idx})
+	return d.Lost()
+}

@@ -1,0 +1,105 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+var binary string
+
+// TestMain builds the real step-gpu binary once; the tests run it as a user
+// would, so exit codes and messages are checked end to end.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "step-gpu-cli")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "step-gpu")
+	out, err := exec.Command("go", "build", "-o", binary, "./step-gpu").CombinedOutput()
+	if err != nil {
+		panic("build step-gpu: " + err.Error() + "\n" + string(out))
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func run(t *testing.T, env []string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return o.String(), e.String(), ee.ExitCode()
+	}
+	require.NoError(t, err)
+	return o.String(), e.String(), 0
+}
+
+func TestDevicesJSON(t *testing.T) {
+	out, errOut, code := run(t, nil, "devices", "--json")
+	require.Equalf(t, 0, code, "stderr: %s", errOut)
+	var list []map[string]any
+	require.NoError(t, json.Unmarshal([]byte(out), &list))
+	require.NotEmpty(t, list)
+	chosen := 0
+	for _, a := range list {
+		for _, k := range []string{"name", "backend", "type", "chosen"} {
+			require.Containsf(t, a, k, "adapter object lacks %q", k)
+		}
+		if a["chosen"] == true {
+			chosen++
+		}
+	}
+	require.Equal(t, 1, chosen, "exactly one adapter is chosen")
+}
+
+func TestNoAdapterSaysHowToGetOne(t *testing.T) {
+	for _, args := range [][]string{{"devices"}, {"bench", "--op", "residual"}} {
+		_, errOut, code := run(t, []string{"VK_ICD_FILENAMES=/nonexistent/icd.json", "VK_DRIVER_FILES=/nonexistent/icd.json"}, args...)
+		require.NotEqual(t, 0, code)
+		require.Contains(t, errOut, "mesa-vulkan-drivers", "the message says how to get an adapter")
+	}
+}
+
+func TestBadAdapterOverride(t *testing.T) {
+	_, errOut, code := run(t, []string{"STEP_GPU_ADAPTER=no-such-gpu"}, "devices")
+	require.NotEqual(t, 0, code)
+	require.Contains(t, errOut, "no-such-gpu")
+}
+
+func TestBenchJSON(t *testing.T) {
+	out, errOut, code := run(t, nil, "bench", "--preset", "tiny", "--op", "residual", "--reps", "1", "--json")
+	require.Equalf(t, 0, code, "stderr: %s", errOut)
+	sc := bufio.NewScanner(strings.NewReader(out))
+	n := 0
+	for sc.Scan() {
+		var m map[string]any
+		require.NoError(t, json.Unmarshal(sc.Bytes(), &m))
+		for _, k := range []string{"op", "shape", "ms"} {
+			require.Contains(t, m, k)
+		}
+		require.Greater(t, m["ms"].(float64), 0.0)
+		_, hasFlops := m["gflops"]
+		_, hasBW := m["gbps"]
+		require.True(t, hasFlops || hasBW, "each measurement has gflops or gbps")
+		n++
+	}
+	require.Positive(t, n)
+}
+
+func TestUnknownPreset(t *testing.T) {
+	_, errOut, code := run(t, nil, "bench", "--preset", "nope")
+	require.NotEqual(t, 0, code)
+	require.Contains(t, errOut, "unknown preset")
+}
