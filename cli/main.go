@@ -21,8 +21,11 @@ type Globals struct {
 // CLI is the root of the command tree.
 type CLI struct {
 	Globals
-	Devices DevicesCmd `cmd:"" help:"List WebGPU adapters, their limits and features; mark the one step-gpu would use."`
-	Bench   BenchCmd   `cmd:"" help:"Measure kernel throughput at the shapes of a model config."`
+	Devices  DevicesCmd  `cmd:"" help:"List WebGPU adapters, their limits and features; mark the one step-gpu would use."`
+	Bench    BenchCmd    `cmd:"" help:"Measure kernel throughput at the shapes of a model config."`
+	Train    TrainCmd    `cmd:"" help:"Pre-train a model (default: the tiny preset on the Go standard library source)."`
+	Eval     EvalCmd     `cmd:"" help:"Validation loss and perplexity of a checkpoint."`
+	Generate GenerateCmd `cmd:"" help:"Sample text from a checkpoint."`
 }
 
 // Main runs the command line with args (without the program name) and

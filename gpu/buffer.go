@@ -14,6 +14,10 @@ import (
 // directions at 4 MiB (1, 2, 4, 8 and 16 MiB tried).
 const ChunkBytes = 4 << 20
 
+// maxPendingWrites bounds the bytes of queued writes before they are
+// submitted on their own.
+const maxPendingWrites = 64 << 20
+
 // Align is the byte multiple every buffer size is rounded up to, so that
 // kernels may read vec4s past a tensor's last element without leaving the
 // buffer.
@@ -100,6 +104,15 @@ func (b *Buffer) Write(offset uint64, data []byte) error {
 		n := min(len(data), ChunkBytes)
 		if err := b.d.queue.WriteBuffer(b.buf, offset, data[:n]); err != nil {
 			return fmt.Errorf("write %s: %w", b.Name, err)
+		}
+		// Queue writes execute with the next submission; a model's worth of
+		// them would make that submission long enough to trip the watchdog,
+		// so land them every maxPendingWrites bytes.
+		b.d.pendingWrites += uint64(n)
+		if b.d.pendingWrites >= maxPendingWrites {
+			if err := b.d.FlushWrites(); err != nil {
+				return fmt.Errorf("write %s: %w", b.Name, err)
+			}
 		}
 		data = data[n:]
 		offset += uint64(n)

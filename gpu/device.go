@@ -36,6 +36,11 @@ type Device struct {
 	// submission, so that no submission nears the 5 s watchdog (WEBGPU.md).
 	SubmitBudget float64
 
+	// Profile, when set, times every dispatch alone (see Profile).
+	Profile *Profile
+
+	pendingWrites uint64
+
 	pipelines map[string]*Pipeline
 	layouts   map[string]*wgpu.BindGroupLayout
 	binds     *bindCache
@@ -146,7 +151,7 @@ func (d *Device) init() error {
 // step-gpu binary arranges for itself at start-up (cli.Main). Without the
 // callback a lost device still surfaces as an error from the next call.
 func LostCallbackSupported() bool {
-	return strings.Contains(os.Getenv("GODEBUG"), "cgocheck=0")
+	return strings.Contains(os.Getenv("GODEBUG"), "cgocheck=0") && os.Getenv("STEP_GPU_NO_LOST") == ""
 }
 
 // defaultSubmitBudget returns the floating-point work allowed in one

@@ -45,6 +45,10 @@ type Pipeline struct {
 	p        *wgpu.ComputePipeline
 	layout   *wgpu.BindGroupLayout
 	key      string
+	// warm is set once the pipeline has run: lavapipe compiles a pipeline
+	// inside the first submission that uses it (up to seconds for large
+	// kernels), so the recorder gives a first use a submission of its own.
+	warm bool
 }
 
 func (p *Pipeline) release() { p.p.Release() }

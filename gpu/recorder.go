@@ -2,10 +2,21 @@ package gpu
 
 import (
 	"fmt"
+	"os"
 	"strings"
+	"time"
 
 	"github.com/cogentcore/webgpu/wgpu"
 )
+
+// traceSubmissions prints every submission's kernels and wall time to
+// stderr when STEP_GPU_TRACE is set: the way to find which submission
+// approaches the 5 s watchdog.
+var traceSubmissions = os.Getenv("STEP_GPU_TRACE") != ""
+
+// watchdog is how long wgpu's blocking poll waits before giving up
+// (WEBGPU.md trap 1).
+const watchdog = 4990 * time.Millisecond
 
 // Grid is a dispatch size in workgroups.
 type Grid struct{ X, Y, Z uint32 }
@@ -113,7 +124,8 @@ func (r *Recorder) Dispatch(p *Pipeline, g Grid, work float64, params []byte, ar
 	if g.X == 0 || g.Y == 0 || g.Z == 0 || g.X > lim || g.Y > lim || g.Z > lim {
 		return fmt.Errorf("%s: grid %dx%dx%d outside 1..%d per dimension", p.Name, g.X, g.Y, g.Z, lim)
 	}
-	if r.n > 0 && (r.work+work > r.d.SubmitBudget || r.n >= r.MaxDispatches) {
+	cold := !p.warm
+	if r.n > 0 && (cold || r.work+work > r.d.SubmitBudget || r.n >= r.MaxDispatches) {
 		if err := r.Flush(); err != nil {
 			return err
 		}
@@ -136,6 +148,18 @@ func (r *Recorder) Dispatch(p *Pipeline, g Grid, work float64, params []byte, ar
 	r.n++
 	r.Dispatches++
 	r.names = append(r.names, p.Name)
+	if cold {
+		// A first use compiles the pipeline inside this submission: submit
+		// it alone, so the compile time does not add to a full budget.
+		p.warm = true
+		return r.Flush()
+	}
+	if r.d.Profile != nil {
+		start := time.Now()
+		err := r.Flush()
+		r.d.Profile.add(p.Name, time.Since(start), work)
+		return err
+	}
 	return nil
 }
 
@@ -197,9 +221,26 @@ func (d *Device) finishAndWait(enc *wgpu.CommandEncoder, what string) error {
 	if err != nil {
 		return fmt.Errorf("finish commands (%s): %w", what, err)
 	}
+	if traceSubmissions {
+		fmt.Fprintf(os.Stderr, "gpu: submit (%s)\n", what)
+	}
+	start := time.Now()
+	d.pendingWrites = 0
 	idx := d.queue.Submit(cb)
 	cb.Release()
 	empty := d.dev.Poll(true, &wgpu.WrappedSubmissionIndex{Queue: d.queue, SubmissionIndex: idx})
+	elapsed := time.Since(start)
+	if traceSubmissions {
+		fmt.Fprintf(os.Stderr, "gpu: done in %.1f ms\n", float64(elapsed.Microseconds())/1e3)
+	}
+	if elapsed >= watchdog {
+		// wgpu's wait gave up: on lavapipe the queue thread is about to
+		// crash the process, so say which submission it was first.
+		err := fmt.Errorf("submission (%s) ran past wgpu's %v wait limit: the device is unusable; "+
+			"lower the work per submission (gpu.Device.SubmitBudget) or report the kernel", what, watchdog)
+		fmt.Fprintf(os.Stderr, "step-gpu: %v\n", err)
+		return err
+	}
 	if err := d.Lost(); err != nil {
 		return fmt.Errorf("submission (%s): %w", what, err)
 	}
@@ -221,7 +262,37 @@ func (d *Device) Sync() error {
 // FlushWrites submits pending queue writes (uploads are staged until the next
 // submission) and waits for them to land.
 func (d *Device) FlushWrites() error {
+	d.pendingWrites = 0
 	idx := d.queue.Submit()
 	d.dev.Poll(true, &wgpu.WrappedSubmissionIndex{Queue: d.queue, SubmissionIndex: idx})
 	return d.Lost()
+}
+
+// Profile accumulates wall time per kernel when set on a Device: every
+// dispatch then gets its own submission (slower overall, but each kernel is
+// timed alone). It is how step-gpu finds where a training step's time goes.
+type Profile struct {
+	Kernels map[string]*KernelTime
+}
+
+// KernelTime is one kernel's accumulated time.
+type KernelTime struct {
+	Name  string
+	Calls int
+	Time  time.Duration
+	Work  float64
+}
+
+// NewProfile returns an empty profile.
+func NewProfile() *Profile { return &Profile{Kernels: map[string]*KernelTime{}} }
+
+func (p *Profile) add(name string, d time.Duration, work float64) {
+	k := p.Kernels[name]
+	if k == nil {
+		k = &KernelTime{Name: name}
+		p.Kernels[name] = k
+	}
+	k.Calls++
+	k.Time += d
+	k.Work += work
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/step-gpu/step-gpu/nn/ref"
 )
 
 // Config is a LLaMA-style decoder: untied token embedding and LM head,
@@ -84,4 +86,9 @@ func PresetNames() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// Ref returns the float64 reference model's view of the config.
+func (c Config) Ref() ref.ModelConfig {
+	return ref.ModelConfig{V: c.V, C: c.C, L: c.L, NH: c.NH, H: c.H, RoPE: c.RoPE, NormEps: c.NormEps}
 }

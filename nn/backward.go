@@ -1,0 +1,81 @@
+package nn
+
+import (
+	"fmt"
+
+	"github.com/step-gpu/step-gpu/gpu"
+	"github.com/step-gpu/step-gpu/shaders"
+)
+
+// dlinear records the backward of y = x·Wᵀ: dx (N, Cin) = dy·W (added to dx
+// when accumulate is set) and dW (Cout, Cin) += dyᵀ·x.
+func dlinear(r *gpu.Recorder, dx, dw, dy, x, w *gpu.Buffer, N, Cout, Cin int, accumulate bool) error {
+	if err := shaders.Matmul(r, dx, dy, w, N, Cin, Cout, shaders.NN, accumulate); err != nil {
+		return err
+	}
+	return shaders.Matmul(r, dw, dy, x, Cout, Cin, N, shaders.TN, true)
+}
+
+// Backward records the backward pass from the head's dhf (left in m.dh by
+// Head) down to the embedding, walking the blocks L-1..0. Parameter
+// gradients accumulate (+=), so micro-batches add up; activation gradients
+// are overwritten, except the residual stream's, which sums its branches.
+func (m *Model) Backward(r *gpu.Recorder) error {
+	c := m.Cfg
+	N, C, H, HS := c.B*c.T, c.C, c.H, c.HS()
+	theta := float32(c.RoPE)
+	// Final norm: dx = d(norm)/d(xf) · dhf.
+	if err := shaders.RMSNormBackward(r, m.dx, m.grads["norm"], m.dh, m.xf, m.params["norm"], m.rstdf, N, C); err != nil {
+		return fmt.Errorf("backward final norm: %w", err)
+	}
+	for l := c.L - 1; l >= 0; l-- {
+		a := m.acts[l]
+		name := func(n string) string { return fmt.Sprintf("layers.%d.%s", l, n) }
+		p := func(n string) *gpu.Buffer { return m.params[name(n)] }
+		g := func(n string) *gpu.Buffer { return m.grads[name(n)] }
+		steps := []func() error{
+			// MLP branch: out = x2 + s·w2ᵀ, s = silu(g)*u, g = h2·w1ᵀ, u = h2·w3ᵀ, h2 = norm(x2).
+			func() error { return dlinear(r, m.ds, g("mlp.w2"), m.dx, a.s, p("mlp.w2"), N, C, H, false) },
+			func() error { return shaders.SwiGLUBackward(r, m.dg, m.du, m.ds, a.g, a.u, N*H) },
+			func() error { return dlinear(r, m.dh, g("mlp.w1"), m.dg, a.h2, p("mlp.w1"), N, H, C, false) },
+			func() error { return dlinear(r, m.dh, g("mlp.w3"), m.du, a.h2, p("mlp.w3"), N, H, C, true) },
+			func() error {
+				return shaders.RMSNormBackward(r, m.dx2, g("mlp_norm"), m.dh, a.x2, p("mlp_norm"), a.rstd2, N, C)
+			},
+			func() error { return shaders.Accumulate(r, m.dx2, m.dx, N*C, 1) }, // residual path
+			// Attention branch: x2 = x + att·woᵀ, att = attn(rope(h1·wqᵀ), rope(h1·wkᵀ), h1·wvᵀ), h1 = norm(x).
+			func() error { return dlinear(r, m.datt, g("attn.wo"), m.dx2, a.att, p("attn.wo"), N, C, C, false) },
+			func() error {
+				return shaders.AttentionBackward(r, m.dq, m.dk, m.dv, m.datt, a.q, a.k, a.v, a.att, a.lse, c.B, c.T, c.NH, HS)
+			},
+			func() error { return shaders.RoPEBackwardInPlace(r, m.dq, c.B, c.T, c.NH, HS, theta) },
+			func() error { return shaders.RoPEBackwardInPlace(r, m.dk, c.B, c.T, c.NH, HS, theta) },
+			func() error { return dlinear(r, m.dh, g("attn.wq"), m.dq, a.h1, p("attn.wq"), N, C, C, false) },
+			func() error { return dlinear(r, m.dh, g("attn.wk"), m.dk, a.h1, p("attn.wk"), N, C, C, true) },
+			func() error { return dlinear(r, m.dh, g("attn.wv"), m.dv, a.h1, p("attn.wv"), N, C, C, true) },
+			func() error {
+				return shaders.RMSNormBackward(r, m.dx, g("attn_norm"), m.dh, a.x, p("attn_norm"), a.rstd1, N, C)
+			},
+			func() error { return shaders.Accumulate(r, m.dx, m.dx2, N*C, 1) }, // residual path
+		}
+		for _, s := range steps {
+			if err := s(); err != nil {
+				return fmt.Errorf("backward layer %d: %w", l, err)
+			}
+		}
+	}
+	if err := shaders.EmbeddingBackward(r, m.grads["tok_emb"], m.dx, m.offsets, m.positions, N, C, c.V); err != nil {
+		return fmt.Errorf("backward embedding: %w", err)
+	}
+	return nil
+}
+
+// ZeroGrads records zeroing every gradient buffer.
+func (m *Model) ZeroGrads(r *gpu.Recorder) error {
+	for _, n := range sortedNames(m.grads) {
+		if err := r.Clear(m.grads[n], 0, m.grads[n].Size); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,188 @@
+package nn
+
+import (
+	"fmt"
+
+	"github.com/step-gpu/step-gpu/gpu"
+	"github.com/step-gpu/step-gpu/shaders"
+)
+
+// Ignore is the target id of a position that does not count in the loss.
+const Ignore = 0xFFFFFFFF
+
+// SetBatch flushes r (earlier commands must not see the new inputs) and
+// uploads one micro-batch: tokens and targets are (B, T). Out-of-range
+// tokens are rejected here, before any kernel sees them.
+func (m *Model) SetBatch(r *gpu.Recorder, tokens, targets []uint32) error {
+	c := m.Cfg
+	N := c.B * c.T
+	if len(tokens) != N || len(targets) != N {
+		return fmt.Errorf("batch: %d tokens and %d targets, want B*T = %d", len(tokens), len(targets), N)
+	}
+	for i, t := range targets {
+		if t != Ignore && int(t) >= c.V {
+			return fmt.Errorf("batch: target %d at position %d is outside the vocabulary (V = %d)", t, i, c.V)
+		}
+	}
+	offsets, positions, err := shaders.BuildTokenIndex(tokens, c.V)
+	if err != nil {
+		return fmt.Errorf("batch: %w", err)
+	}
+	if err := r.Flush(); err != nil {
+		return err
+	}
+	for _, w := range []struct {
+		b    *gpu.Buffer
+		data []uint32
+	}{{m.tokens, tokens}, {m.targets, targets}, {m.offsets, offsets}, {m.positions, positions}} {
+		if err := w.b.WriteU32(0, w.data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// linear records y (N, Cout) = x (N, Cin) · Wᵀ.
+func linear(r *gpu.Recorder, y, x, w *gpu.Buffer, N, Cout, Cin int) error {
+	return shaders.Matmul(r, y, x, w, N, Cout, Cin, shaders.NT, false)
+}
+
+// Forward records the forward pass of the uploaded batch through the final
+// norm, leaving the block activations in place for the backward.
+func (m *Model) Forward(r *gpu.Recorder) error {
+	c := m.Cfg
+	N, C, H, HS := c.B*c.T, c.C, c.H, c.HS()
+	eps, theta := float32(c.NormEps), float32(c.RoPE)
+	x := m.acts[0].x
+	if err := shaders.EmbeddingForward(r, x, m.tokens, m.params["tok_emb"], N, C, c.V); err != nil {
+		return err
+	}
+	for l := range c.L {
+		a := m.acts[l]
+		p := func(n string) *gpu.Buffer { return m.params[fmt.Sprintf("layers.%d.%s", l, n)] }
+		next := m.xf
+		if l+1 < c.L {
+			next = m.acts[l+1].x
+		}
+		steps := []func() error{
+			func() error { return shaders.RMSNormForward(r, a.h1, a.rstd1, a.x, p("attn_norm"), N, C, eps) },
+			func() error { return linear(r, a.q, a.h1, p("attn.wq"), N, C, C) },
+			func() error { return linear(r, a.k, a.h1, p("attn.wk"), N, C, C) },
+			func() error { return linear(r, a.v, a.h1, p("attn.wv"), N, C, C) },
+			func() error { return shaders.RoPEForwardInPlace(r, a.q, c.B, c.T, c.NH, HS, theta) },
+			func() error { return shaders.RoPEForwardInPlace(r, a.k, c.B, c.T, c.NH, HS, theta) },
+			func() error { return shaders.AttentionForward(r, a.att, a.lse, a.q, a.k, a.v, c.B, c.T, c.NH, HS) },
+			func() error { return linear(r, m.tmp, a.att, p("attn.wo"), N, C, C) },
+			func() error { return shaders.ResidualForward(r, a.x2, a.x, m.tmp, N*C) },
+			func() error { return shaders.RMSNormForward(r, a.h2, a.rstd2, a.x2, p("mlp_norm"), N, C, eps) },
+			func() error { return linear(r, a.g, a.h2, p("mlp.w1"), N, H, C) },
+			func() error { return linear(r, a.u, a.h2, p("mlp.w3"), N, H, C) },
+			func() error { return shaders.SwiGLUForward(r, a.s, a.g, a.u, N*H) },
+			func() error { return linear(r, m.tmp, a.s, p("mlp.w2"), N, C, H) },
+			func() error { return shaders.ResidualForward(r, next, a.x2, m.tmp, N*C) },
+		}
+		for _, s := range steps {
+			if err := s(); err != nil {
+				return fmt.Errorf("forward layer %d: %w", l, err)
+			}
+		}
+	}
+	return shaders.RMSNormForward(r, m.hf, m.rstdf, m.xf, m.params["norm"], N, C, eps)
+}
+
+// Head records the LM head and the fused cross-entropy over row chunks
+// that fit one storage binding, writing per-row losses; with backward set it
+// also records the head's backward: dhf into m.dh and the head's weight
+// gradient (accumulated). gradScale scales the loss gradient (1 / counted
+// tokens of the whole accumulated batch). The loss mean over this batch,
+// times lossScale, is added to loss.
+func (m *Model) Head(r *gpu.Recorder, backward bool, gradScale float32) error {
+	c := m.Cfg
+	N, C, V := c.B*c.T, c.C, c.V
+	head, dhead := m.params["lm_head"], m.grads["lm_head"]
+	for row0 := 0; row0 < N; row0 += m.chunk {
+		rows := min(m.chunk, N-row0)
+		hf, dhf := m.hf, m.dh
+		if m.chunk < N {
+			hf, dhf = m.hfChunk, m.dChunk
+			if err := r.Copy(hf, 0, m.hf, uint64(4*row0*C), uint64(4*rows*C)); err != nil {
+				return err
+			}
+		}
+		if err := linear(r, m.logits, hf, head, rows, V, C); err != nil {
+			return fmt.Errorf("head: %w", err)
+		}
+		if err := shaders.CrossEntropyChunk(r, m.losses, m.logits, m.targets, row0, rows, V, gradScale); err != nil {
+			return fmt.Errorf("head: %w", err)
+		}
+		if !backward {
+			continue
+		}
+		if err := shaders.Matmul(r, dhf, m.logits, head, rows, C, V, shaders.NN, false); err != nil {
+			return fmt.Errorf("head backward: %w", err)
+		}
+		if err := shaders.Matmul(r, dhead, m.logits, hf, V, C, rows, shaders.TN, true); err != nil {
+			return fmt.Errorf("head backward: %w", err)
+		}
+		if m.chunk < N {
+			if err := r.Copy(m.dh, uint64(4*row0*C), dhf, 0, uint64(4*rows*C)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// LossSum records loss[0] = scale * sum of the per-row losses of the batch.
+func (m *Model) LossSum(r *gpu.Recorder, scale float32) error {
+	N := m.Cfg.B * m.Cfg.T
+	return shaders.SumReduce(r, m.lossSum, m.losses, N, scale)
+}
+
+// ReadLoss downloads the value LossSum wrote (waiting for the device).
+func (m *Model) ReadLoss() (float32, error) {
+	v, err := m.lossSum.ReadF32(0, 1)
+	if err != nil {
+		return 0, err
+	}
+	return v[0], nil
+}
+
+// ClearLossAcc records zeroing the step's loss accumulator.
+func (m *Model) ClearLossAcc(r *gpu.Recorder) error { return r.Clear(m.lossAcc, 0, m.lossAcc.Size) }
+
+// AddLoss records LossSum(scale) and adds the result to the step's loss
+// accumulator, so the mean over several micro-batches needs one readback.
+func (m *Model) AddLoss(r *gpu.Recorder, scale float32) error {
+	if err := m.LossSum(r, scale); err != nil {
+		return err
+	}
+	return shaders.Accumulate(r, m.lossAcc, m.lossSum, 1, 1)
+}
+
+// ReadLossAcc downloads the step's accumulated loss.
+func (m *Model) ReadLossAcc() (float32, error) {
+	v, err := m.lossAcc.ReadF32(0, 1)
+	if err != nil {
+		return 0, err
+	}
+	return v[0], nil
+}
+
+// ForwardLogits records the LM head over the first rows of the final norm
+// output (after Forward), flushes, and downloads the logits (rows, V). It
+// serves tests and sampling: Head's fused cross-entropy overwrites the
+// logits with their gradient, so they cannot be read back from there.
+func (m *Model) ForwardLogits(r *gpu.Recorder, rows int) ([]float32, error) {
+	c := m.Cfg
+	if rows > m.chunk {
+		return nil, fmt.Errorf("forward logits: %d rows exceed the chunk of %d", rows, m.chunk)
+	}
+	if err := linear(r, m.logits, m.hf, m.params["lm_head"], rows, c.V, c.C); err != nil {
+		return nil, err
+	}
+	if err := r.Flush(); err != nil {
+		return nil, err
+	}
+	return m.logits.ReadF32(0, rows*c.V)
+}

@@ -1,0 +1,293 @@
+package nn
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/step-gpu/step-gpu/gpu"
+	"github.com/step-gpu/step-gpu/shaders"
+)
+
+// Model is a LLaMA-style model resident on the GPU: parameters, gradients,
+// AdamW moments, the activations one micro-batch saves for the backward, and
+// the scratch buffers of a step. Every buffer is allocated once in NewModel
+// and counted in the device's ledger under its category.
+type Model struct {
+	D   *gpu.Device
+	Cfg Config
+
+	specs  []ParamSpec
+	params map[string]*gpu.Buffer // CatParams
+	grads  map[string]*gpu.Buffer // CatGrads
+	m, v   map[string]*gpu.Buffer // CatOptState
+
+	acts    []layerBuffers // per block, saved for the backward
+	xf      *gpu.Buffer    // (N, C) residual stream after the last block
+	hf      *gpu.Buffer    // (N, C) final norm output
+	rstdf   *gpu.Buffer    // (N)
+	logits  *gpu.Buffer    // (rowsPerChunk, V), overwritten by dlogits
+	losses  *gpu.Buffer    // (N)
+	lossSum *gpu.Buffer    // (1) scaled loss sum of the last micro-batch
+	lossAcc *gpu.Buffer    // (1) sum of lossSum over the micro-batches of a step
+	hfChunk *gpu.Buffer    // (rowsPerChunk, C)
+	dChunk  *gpu.Buffer    // (rowsPerChunk, C)
+	chunk   int            // logits rows per chunk
+
+	// Inputs of one micro-batch.
+	tokens, targets, offsets, positions *gpu.Buffer
+
+	// Backward scratch.
+	dx, dx2, dh, dq, dk, dv, datt, tmp *gpu.Buffer // (N, C)
+	ds, dg, du                         *gpu.Buffer // (N, H)
+
+	// Optimizer scratch.
+	partials, clip, hyper *gpu.Buffer
+	normSlots             map[string]int
+	nPartials             int
+
+	all []*gpu.Buffer
+	// inference is set for models without gradients, optimizer state or
+	// backward scratch (evaluation and sampling).
+	inference bool
+}
+
+// layerBuffers are the activations of one block that the backward reads.
+type layerBuffers struct {
+	x, h1, q, k, v, att, x2, h2 *gpu.Buffer // (N, C); q, k after RoPE
+	rstd1, rstd2                *gpu.Buffer // (N)
+	lse                         *gpu.Buffer // (B, NH, T)
+	g, u, s                     *gpu.Buffer // (N, H)
+}
+
+// NewModel allocates every buffer of the model on d and initialises the
+// parameters from seed (nn.InitTensor). It fails with the tensor's name and
+// the ledger's total when an allocation does not fit the device.
+func NewModel(d *gpu.Device, cfg Config, seed uint64) (*Model, error) {
+	return newModel(d, cfg, seed, false)
+}
+
+// NewInferenceModel allocates a model for forward passes only: parameters
+// and activations, no gradients, optimizer state or backward scratch.
+func NewInferenceModel(d *gpu.Device, cfg Config) (*Model, error) {
+	return newModel(d, cfg, 1, true)
+}
+
+func newModel(d *gpu.Device, cfg Config, seed uint64, inference bool) (*Model, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	m := &Model{D: d, Cfg: cfg, specs: cfg.ParamSpecs(), params: map[string]*gpu.Buffer{}, inference: inference,
+		grads: map[string]*gpu.Buffer{}, m: map[string]*gpu.Buffer{}, v: map[string]*gpu.Buffer{}}
+	if err := m.alloc(); err != nil {
+		m.Release()
+		return nil, err
+	}
+	for _, s := range m.specs {
+		if err := m.params[s.Name].WriteF32(0, InitTensor(s, seed)); err != nil {
+			m.Release()
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (m *Model) buf(name string, cat gpu.Category, n int) (*gpu.Buffer, error) {
+	b, err := m.D.NewBuffer(name, cat, uint64(4*n))
+	if err != nil {
+		return nil, err
+	}
+	m.all = append(m.all, b)
+	return b, nil
+}
+
+func (m *Model) alloc() error {
+	c := m.Cfg
+	N := c.B * c.T
+	var err error
+	must := func(name string, cat gpu.Category, n int) *gpu.Buffer {
+		if err != nil {
+			return nil
+		}
+		var b *gpu.Buffer
+		b, err = m.buf(name, cat, n)
+		return b
+	}
+	var sizes []int
+	var names []string
+	for _, s := range m.specs {
+		n := s.Numel()
+		m.params[s.Name] = must(s.Name, gpu.CatParams, n)
+		if !m.inference {
+			m.grads[s.Name] = must("grad."+s.Name, gpu.CatGrads, n)
+			m.m[s.Name] = must("adam_m."+s.Name, gpu.CatOptState, n)
+			m.v[s.Name] = must("adam_v."+s.Name, gpu.CatOptState, n)
+		}
+		sizes = append(sizes, n)
+		names = append(names, s.Name)
+	}
+	for l := range c.L {
+		p := fmt.Sprintf("act.%d.", l)
+		a := layerBuffers{}
+		for _, t := range []struct {
+			dst  **gpu.Buffer
+			name string
+			n    int
+		}{{&a.x, "x", N * c.C}, {&a.h1, "h1", N * c.C}, {&a.q, "q", N * c.C}, {&a.k, "k", N * c.C}, {&a.v, "v", N * c.C},
+			{&a.att, "att", N * c.C}, {&a.x2, "x2", N * c.C}, {&a.h2, "h2", N * c.C}, {&a.rstd1, "rstd1", N}, {&a.rstd2, "rstd2", N},
+			{&a.lse, "lse", c.B * c.NH * c.T}, {&a.g, "g", N * c.H}, {&a.u, "u", N * c.H}, {&a.s, "s", N * c.H}} {
+			*t.dst = must(p+t.name, gpu.CatActivations, t.n)
+		}
+		m.acts = append(m.acts, a)
+	}
+	m.chunk = min(N, shaders.CrossEntropyRowsPerChunk(m.D, c.V))
+	m.xf = must("act.xf", gpu.CatActivations, N*c.C)
+	m.hf = must("act.hf", gpu.CatActivations, N*c.C)
+	m.rstdf = must("act.rstdf", gpu.CatActivations, N)
+	m.logits = must("act.logits", gpu.CatActivations, m.chunk*c.V)
+	m.losses = must("act.losses", gpu.CatActivations, N)
+	m.lossSum = must("loss", gpu.CatScratch, 4)
+	m.lossAcc = must("loss_acc", gpu.CatScratch, 4)
+	if m.chunk < N {
+		m.hfChunk = must("scratch.hf_chunk", gpu.CatScratch, m.chunk*c.C)
+		m.dChunk = must("scratch.dhf_chunk", gpu.CatScratch, m.chunk*c.C)
+	}
+	m.tokens = must("input.tokens", gpu.CatActivations, N)
+	m.targets = must("input.targets", gpu.CatActivations, N)
+	m.offsets = must("input.token_offsets", gpu.CatActivations, c.V+1)
+	m.positions = must("input.token_positions", gpu.CatActivations, N)
+	m.tmp = must("scratch.tmp", gpu.CatScratch, N*c.C)
+	if m.inference {
+		return err
+	}
+	for _, t := range []struct {
+		dst  **gpu.Buffer
+		name string
+	}{{&m.dx, "dx"}, {&m.dx2, "dx2"}, {&m.dh, "dh"}, {&m.dq, "dq"}, {&m.dk, "dk"}, {&m.dv, "dv"}, {&m.datt, "datt"}} {
+		*t.dst = must("scratch."+t.name, gpu.CatScratch, N*c.C)
+	}
+	m.ds = must("scratch.ds", gpu.CatScratch, N*c.H)
+	m.dg = must("scratch.dg", gpu.CatScratch, N*c.H)
+	m.du = must("scratch.du", gpu.CatScratch, N*c.H)
+	first, total := shaders.GradNormPlan(sizes)
+	m.normSlots = map[string]int{}
+	for i, n := range names {
+		m.normSlots[n] = first[i]
+	}
+	m.nPartials = total
+	m.partials = must("optim.norm_partials", gpu.CatScratch, total)
+	m.clip = must("optim.clip", gpu.CatScratch, 4)
+	m.hyper = must("optim.hyper", gpu.CatScratch, 16)
+	return err
+}
+
+// Release frees every buffer of the model.
+func (m *Model) Release() {
+	for _, b := range m.all {
+		b.Release()
+	}
+	m.all = nil
+}
+
+// Names returns the parameter names in spec order.
+func (m *Model) Names() []string {
+	out := make([]string, len(m.specs))
+	for i, s := range m.specs {
+		out[i] = s.Name
+	}
+	return out
+}
+
+// Specs returns the parameter specs.
+func (m *Model) Specs() []ParamSpec { return m.specs }
+
+// Param returns a parameter's buffer, or nil.
+func (m *Model) Param(name string) *gpu.Buffer { return m.params[name] }
+
+// Grad returns a parameter's gradient buffer, or nil.
+func (m *Model) Grad(name string) *gpu.Buffer { return m.grads[name] }
+
+// ReadParam downloads a parameter.
+func (m *Model) ReadParam(name string) ([]float32, error) { return m.readNamed(m.params, name) }
+
+// ReadGrad downloads a gradient.
+func (m *Model) ReadGrad(name string) ([]float32, error) { return m.readNamed(m.grads, name) }
+
+func (m *Model) readNamed(set map[string]*gpu.Buffer, name string) ([]float32, error) {
+	b, ok := set[name]
+	if !ok {
+		return nil, fmt.Errorf("model has no tensor %s", name)
+	}
+	for _, s := range m.specs {
+		if s.Name == name {
+			return b.ReadF32(0, s.Numel())
+		}
+	}
+	return nil, fmt.Errorf("model has no tensor %s", name)
+}
+
+// WriteParam uploads a parameter, checking its length.
+func (m *Model) WriteParam(name string, data []float32) error {
+	for _, s := range m.specs {
+		if s.Name == name {
+			if len(data) != s.Numel() {
+				return fmt.Errorf("parameter %s: %d values, want %d (shape %v)", name, len(data), s.Numel(), s.Shape)
+			}
+			return m.params[name].WriteF32(0, data)
+		}
+	}
+	return fmt.Errorf("model has no parameter %s", name)
+}
+
+// sortedNames returns the keys of a buffer map in sorted order.
+func sortedNames(set map[string]*gpu.Buffer) []string {
+	out := make([]string, 0, len(set))
+	for k := range set {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// ReadState downloads an AdamW moment of a parameter: kind is "m" or "v".
+func (m *Model) ReadState(kind, name string) ([]float32, error) {
+	set, err := m.stateSet(kind)
+	if err != nil {
+		return nil, err
+	}
+	return m.readNamed(set, name)
+}
+
+// WriteState uploads an AdamW moment of a parameter: kind is "m" or "v".
+func (m *Model) WriteState(kind, name string, data []float32) error {
+	set, err := m.stateSet(kind)
+	if err != nil {
+		return err
+	}
+	b, ok := set[name]
+	if !ok {
+		return fmt.Errorf("model has no optimizer state %s.%s", kind, name)
+	}
+	if want := m.numel(name); len(data) != want {
+		return fmt.Errorf("optimizer state %s.%s: %d values, want %d", kind, name, len(data), want)
+	}
+	return b.WriteF32(0, data)
+}
+
+func (m *Model) stateSet(kind string) (map[string]*gpu.Buffer, error) {
+	switch kind {
+	case "m":
+		return m.m, nil
+	case "v":
+		return m.v, nil
+	}
+	return nil, fmt.Errorf("unknown optimizer state %q (want m or v)", kind)
+}
+
+func (m *Model) numel(name string) int {
+	for _, s := range m.specs {
+		if s.Name == name {
+			return s.Numel()
+		}
+	}
+	return -1
+}

@@ -1,0 +1,381 @@
+package shaders
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/step-gpu/step-gpu/gpu"
+)
+
+// The texture-fed tile: each invocation computes matmulTexTM rows by
+// 4*matmulTexTN4 columns of out, in workgroups of matmulTexWX x matmulTexWY
+// invocations (8 = one SIMD vector on lavapipe). The size is bounded by
+// compile time, not speed: lavapipe compiles a kernel inside the first
+// submission that dispatches it, and with a cold Mesa shader cache
+// (MESA_SHADER_CACHE_DISABLE=true) the 32x16 and 16x32 tiles took longer
+// than the 5 s watchdog and crashed the process, while 16x16 compiled in
+// 2.1-2.5 s and 8x16 in 0.65 s (2 shared cores, load ~2.5). At 1024^3 NT
+// 16x16 ran at ~30 GFLOP/s against ~20-24 for 8x16 under the same load, and
+// unrolling the four K steps of a texel beat looping over them (~30 vs ~18).
+// matmulTexWarm compiles the kernel in a submission of its own.
+const (
+	matmulTexTM  = 16
+	matmulTexTN4 = 4
+	matmulTexWX  = 8
+	matmulTexWY  = 1
+)
+
+var (
+	matmulTexSrc = own("matmul_tex")
+	kMatmulTex   = kernel("matmul_tex", "tiled",
+		[]gpu.BindKind{gpu.BindUniform, gpu.BindReadWrite, gpu.BindTexture, gpu.BindTexture},
+		matmulTexSubs(matmulTexTM, matmulTexTN4, matmulTexWX, matmulTexWY))
+)
+
+// matmulTexSubs generates the unrolled tile of the tiled kernel: the
+// accumulator declarations, the body of one K4 step (load tm texels of A,
+// 4*tn4 of B, then 4*tm*tn4 vec4 FMAs) and the guarded stores.
+func matmulTexSubs(tm, tn4, wx, wy int) map[string]string {
+	var decl, body, store strings.Builder
+	for i := 0; i < tm; i++ {
+		for j := 0; j < tn4; j++ {
+			fmt.Fprintf(&decl, "  var c%d_%d = vec4<f32>(0.0);\n", i, j)
+			fmt.Fprintf(&store, "  res[%d] = c%d_%d;\n", i*tn4+j, i, j)
+		}
+	}
+	for kk := 0; kk < 4; kk++ {
+		for j := 0; j < tn4; j++ {
+			fmt.Fprintf(&body, "    let b%d_%d = textureLoad(tb, vec2<i32>(col4 + %d, k + %d), 0);\n", kk, j, j, kk)
+		}
+	}
+	comp := []string{"x", "y", "z", "w"}
+	for i := 0; i < tm; i++ {
+		fmt.Fprintf(&body, "    let a%d = textureLoad(ta, vec2<i32>(kt, row + %d), 0);\n", i, i)
+		for j := 0; j < tn4; j++ {
+			e := fmt.Sprintf("c%d_%d", i, j)
+			for kk := 0; kk < 4; kk++ {
+				e = fmt.Sprintf("fma(vec4<f32>(a%d.%s), b%d_%d, %s)", i, comp[kk], kk, j, e)
+			}
+			fmt.Fprintf(&body, "    c%d_%d = %s;\n", i, j, e)
+		}
+	}
+	// One guarded store in a loop over the tile, not one per accumulator:
+	// every storage access is a per-lane loop on lavapipe, and unrolling
+	// them all multiplied the compile time.
+	fmt.Fprintf(&store, "  for (var t = 0; t < %d; t++) {\n", tm*tn4)
+	fmt.Fprintf(&store, "    store4(u32(row + t / %d), u32(col4 + t %% %d) * 4u, res[t]);\n  }\n", tn4, tn4)
+	fmt.Fprintf(&decl, "  var res: array<vec4<f32>, %d>;\n", tm*tn4)
+	return map[string]string{
+		"TM": fmt.Sprint(tm), "TN4": fmt.Sprint(tn4), "WX": fmt.Sprint(wx), "WY": fmt.Sprint(wy),
+		"DECL": decl.String(), "BODY": body.String(), "STORE": store.String(),
+	}
+}
+
+// MatmulPath selects the kernels Matmul uses on a device.
+type MatmulPath int
+
+// The paths. MatmulAuto measures both on a moderate product the first time
+// Matmul runs on a device and keeps the faster (the texture path must be
+// clearly faster, by matmulTexMargin, since it costs packing memory); the
+// choice is by measurement, never by vendor or adapter name.
+const (
+	MatmulAuto    MatmulPath = iota // measure once per device, keep the faster
+	MatmulSimple                    // storage-buffer register tiles (matmul.wgsl)
+	MatmulTexture                   // pack to textures, then texture-fed tiles (matmul_tex.wgsl)
+)
+
+// String names the path.
+func (p MatmulPath) String() string {
+	switch p {
+	case MatmulAuto:
+		return "auto"
+	case MatmulSimple:
+		return "simple"
+	case MatmulTexture:
+		return "texture"
+	}
+	return fmt.Sprintf("MatmulPath(%d)", int(p))
+}
+
+// matmulTexMargin is how much faster the texture path must measure to be
+// chosen: a tie goes to the simple path, which needs no packing textures.
+const matmulTexMargin = 1.2
+
+// matmulState is what the family keeps per device: the path setting, the
+// measured choice, and the packing textures keyed by role and size.
+type matmulState struct {
+	setting MatmulPath
+	chosen  MatmulPath
+	warm    bool // the texture path's kernels have run once
+	tex     map[matmulTexKey]*gpu.Texture
+}
+
+type matmulTexKey struct {
+	role string
+	w, h uint32
+}
+
+var (
+	matmulMu     sync.Mutex
+	matmulStates = map[*gpu.Device]*matmulState{}
+)
+
+func matmulStateOf(d *gpu.Device) *matmulState {
+	matmulMu.Lock()
+	defer matmulMu.Unlock()
+	s := matmulStates[d]
+	if s == nil {
+		s = &matmulState{tex: map[matmulTexKey]*gpu.Texture{}}
+		matmulStates[d] = s
+	}
+	return s
+}
+
+// SetMatmulPath pins the kernels Matmul uses on d; MatmulAuto (the default)
+// measures both on first use.
+func SetMatmulPath(d *gpu.Device, p MatmulPath) {
+	s := matmulStateOf(d)
+	s.setting = p
+}
+
+// MatmulPathOf returns the path Matmul uses on d, measuring it first when the
+// setting is MatmulAuto and no measurement was made yet.
+func MatmulPathOf(d *gpu.Device) (MatmulPath, error) { return matmulPathFor(d) }
+
+// ReleaseMatmulTextures frees d's cached packing textures (they are
+// allocated once per size, in gpu.CatScratch); call it before closing d.
+func ReleaseMatmulTextures(d *gpu.Device) {
+	s := matmulStateOf(d)
+	for k, t := range s.tex {
+		t.Release()
+		delete(s.tex, k)
+	}
+}
+
+func matmulPathFor(d *gpu.Device) (MatmulPath, error) {
+	s := matmulStateOf(d)
+	if s.setting == MatmulTexture {
+		return MatmulTexture, matmulTexWarm(d)
+	}
+	if s.setting != MatmulAuto {
+		return s.setting, nil
+	}
+	if s.chosen == MatmulAuto {
+		p, err := matmulMeasure(d)
+		if err != nil {
+			return 0, err
+		}
+		s.chosen = p
+	}
+	return s.chosen, nil
+}
+
+// matmulTexWarm runs the texture path once on a tiny product in a
+// submission of its own, the first time it is used on a device. lavapipe
+// compiles a kernel inside the first submission that dispatches it, and the
+// tiled kernel takes seconds to compile with a cold shader cache: sharing
+// that submission with real work could pass the 5 s watchdog (WEBGPU.md).
+func matmulTexWarm(d *gpu.Device) error {
+	s := matmulStateOf(d)
+	if s.warm {
+		return nil
+	}
+	var bufs []*gpu.Buffer
+	defer func() {
+		for _, b := range bufs {
+			b.Release()
+		}
+	}()
+	for _, name := range []string{"out", "a", "b"} {
+		b, err := d.NewBuffer("matmul warm-up "+name, gpu.CatScratch, 16)
+		if err != nil {
+			return fmt.Errorf("matmul warm-up: %w", err)
+		}
+		bufs = append(bufs, b)
+	}
+	op, err := newMatmulOp(bufs[0], bufs[1], bufs[2], 1, 1, 1, NT, false)
+	if err != nil {
+		return err
+	}
+	r := d.NewRecorder()
+	if err := matmulTexture(r, op); err != nil {
+		return fmt.Errorf("matmul warm-up: %w", err)
+	}
+	if err := r.Flush(); err != nil {
+		return fmt.Errorf("matmul warm-up: %w", err)
+	}
+	s.warm = true
+	return nil
+}
+
+// matmulProbe is the product timed to choose a path: a few ms on lavapipe,
+// large enough that a GPU's dispatch overhead does not decide alone.
+const matmulProbe = 256
+
+// matmulMeasure times both paths on a matmulProbe cube (NT, the forward
+// layout) after a first run that compiles the pipelines, and returns the
+// faster, the texture path only when faster by matmulTexMargin.
+func matmulMeasure(d *gpu.Device) (MatmulPath, error) {
+	if d.Limits.MaxTextureDimension2D < matmulProbe {
+		return MatmulSimple, nil
+	}
+	n := matmulProbe
+	var bufs []*gpu.Buffer
+	defer func() {
+		for _, b := range bufs {
+			b.Release()
+		}
+	}()
+	for _, name := range []string{"out", "a", "b"} {
+		b, err := d.NewBuffer("matmul probe "+name, gpu.CatScratch, uint64(4*n*n))
+		if err != nil {
+			return 0, fmt.Errorf("matmul path probe: %w", err)
+		}
+		bufs = append(bufs, b)
+	}
+	op, err := newMatmulOp(bufs[0], bufs[1], bufs[2], n, n, n, NT, false)
+	if err != nil {
+		return 0, err
+	}
+	if err := matmulTexWarm(d); err != nil {
+		return 0, err
+	}
+	best := map[MatmulPath]time.Duration{}
+	for _, path := range []MatmulPath{MatmulSimple, MatmulTexture} {
+		for run := 0; run < 3; run++ {
+			r := d.NewRecorder()
+			start := time.Now()
+			if path == MatmulTexture {
+				err = matmulTexture(r, op)
+			} else {
+				err = matmulSimple(r, op)
+			}
+			if err == nil {
+				err = r.Flush()
+			}
+			if err != nil {
+				return 0, fmt.Errorf("matmul path probe (%v): %w", path, err)
+			}
+			if el := time.Since(start); run > 0 && (best[path] == 0 || el < best[path]) {
+				best[path] = el
+			}
+		}
+	}
+	if float64(best[MatmulSimple]) > matmulTexMargin*float64(best[MatmulTexture]) {
+		return MatmulTexture, nil
+	}
+	return MatmulSimple, nil
+}
+
+// texture returns the cached packing texture for a role ("a" or "b") of at
+// least w x h texels, allocating it on first use. Sizes are rounded up to
+// 64 texels (within the device limit) so that nearby shapes share textures.
+func (s *matmulState) texture(d *gpu.Device, role string, w, h int) (*gpu.Texture, error) {
+	lim := int(d.Limits.MaxTextureDimension2D)
+	// Power-of-two sizes: llvmpipe specialises a kernel's texture sampling
+	// on whether each dimension is a power of two and recompiles the whole
+	// kernel (seconds, inside a submission) when that changes, so every
+	// packing texture gets one kind of size. It also makes the size cache
+	// hit more often; the padding is scratch memory only.
+	w, h = min(nextPow2(max(w, 64)), lim), min(nextPow2(max(h, 64)), lim)
+	key := matmulTexKey{role, uint32(w), uint32(h)}
+	if t, ok := s.tex[key]; ok {
+		return t, nil
+	}
+	t, err := d.NewTexture(fmt.Sprintf("matmul pack %s %dx%d", role, w, h), gpu.CatScratch, uint32(w), uint32(h))
+	if err != nil {
+		return nil, err
+	}
+	s.tex[key] = t
+	return t, nil
+}
+
+// matmulTexture records the product with the texture-fed kernel: per block,
+// pack op(A)'s rows (and op(B)'s columns when the K chunk or column band
+// changes) into zero-padded textures, then run the tiled kernel.
+func matmulTexture(r *gpu.Recorder, op *matmulOp) error {
+	d := r.Device()
+	tiled, err := d.Pipeline(kMatmulTex)
+	if err != nil {
+		return err
+	}
+	pack, err := d.Pipeline(kMatmulPack)
+	if err != nil {
+		return err
+	}
+	const tmWG, tnWG = matmulTexTM * matmulTexWY, 4 * matmulTexTN4 * matmulTexWX
+	lim := int(d.Limits.MaxTextureDimension2D)
+	wgLim := int(d.Limits.MaxComputeWorkgroupsPerDimension)
+	size, err := op.plan(d, tmWG, tnWG, func(bm, bn, bk int) int {
+		bmPad, bnPad := roundUp(bm, tmWG), roundUp(bn, tnWG)
+		switch {
+		case bmPad > lim || bmPad/tmWG > wgLim:
+			return 0
+		case bnPad/4 > lim || bnPad/tnWG > wgLim:
+			return 1
+		case roundUp(bk, 4) > lim:
+			return 2
+		}
+		return -1
+	})
+	if err != nil {
+		return err
+	}
+	s := matmulStateOf(d)
+	ta, err := s.texture(d, "a", (size.bk+3)/4, roundUp(size.bm, tmWG))
+	if err != nil {
+		return fmt.Errorf("matmul %v: %w", op.layout, err)
+	}
+	tb, err := s.texture(d, "b", roundUp(size.bn, tnWG)/4, 4*((size.bk+3)/4))
+	if err != nil {
+		return fmt.Errorf("matmul %v: %w", op.layout, err)
+	}
+	packed := matmulBlock{k0: -1}
+	for _, blk := range op.blocks(size) {
+		bmPad, bnPad, bk4 := roundUp(blk.bm, tmWG), roundUp(blk.bn, tnWG), (blk.bk+3)/4
+		if blk.k0 != packed.k0 || blk.n0 != packed.n0 {
+			// op(B) block (bk, bn) -> tb texel (x, y) = B[k0+y, n0+4x..4x+3].
+			arg, base := matmulBind(d, op.b, blk.k0*op.sbk+blk.n0*op.sbn, matmulSpan(blk.bk, blk.bn, op.sbk, op.sbn))
+			if err := matmulPack(r, pack, tb, arg, base, op.sbk, op.sbn, blk.bk, blk.bn, bnPad/4, 4*bk4); err != nil {
+				return err
+			}
+			packed = blk
+		}
+		// op(A) block (bm, bk) -> ta texel (x, y) = A[m0+y, k0+4x..4x+3].
+		arg, base := matmulBind(d, op.a, blk.m0*op.sam+blk.k0*op.sak, matmulSpan(blk.bm, blk.bk, op.sam, op.sak))
+		if err := matmulPack(r, pack, ta, arg, base, op.sam, op.sak, blk.bm, blk.bk, bk4, bmPad); err != nil {
+			return err
+		}
+		oArg, oBase := op.bindOut(d, blk)
+		g := gpu.Grid{X: uint32(bnPad / tnWG), Y: uint32(bmPad / tmWG), Z: 1}
+		params := gpu.Params(uint32(blk.bm), uint32(blk.bn), uint32(bk4), op.accFlag(blk), oBase, uint32(op.N), uint32(0), uint32(0))
+		// The work estimate counts the padded tile the kernel really computes.
+		work := 2 * float64(bmPad) * float64(bnPad) * float64(4*bk4)
+		if err := r.Dispatch(tiled, g, work, params, oArg, ta.Arg(), tb.Arg()); err != nil {
+			return fmt.Errorf("matmul %v %dx%dx%d: %w", op.layout, op.M, op.N, op.K, err)
+		}
+	}
+	return nil
+}
+
+// matmulPack records writing a (rows, cols) block with strides (sy, sx),
+// starting at element base of src, into the first w x h texels of dst.
+func matmulPack(r *gpu.Recorder, p *gpu.Pipeline, dst *gpu.Texture, src gpu.Arg, base uint32, sy, sx, rows, cols, w, h int) error {
+	g := gpu.Grid{X: uint32((w + 7) / 8), Y: uint32((h + 7) / 8), Z: 1}
+	params := gpu.Params(base, uint32(sy), uint32(sx), uint32(rows), uint32(cols), uint32(w), uint32(h), uint32(0))
+	if err := r.Dispatch(p, g, float64(elems4*4*w*h), params, src, dst.Arg()); err != nil {
+		return fmt.Errorf("matmul pack %s: %w", dst.Name, err)
+	}
+	return nil
+}
+
+// nextPow2 returns the smallest power of two >= n (n >= 1).
+func nextPow2(n int) int {
+	p := 1
+	for p < n {
+		p <<= 1
+	}
+	return p
+}
