@@ -38,7 +38,10 @@ type Measurement struct {
 // release function.
 type benchCase struct {
 	op, shape string
-	setup     func(d *gpu.Device) (record func(r *gpu.Recorder) error, flops, bytes float64, release func(), err error)
+	// items and unit, when set, add a rate to the note (e.g. tokens/s).
+	items float64
+	unit  string
+	setup func(d *gpu.Device) (record func(r *gpu.Recorder) error, flops, bytes float64, release func(), err error)
 }
 
 // Run measures every selected case and prints a table or JSON lines.
@@ -130,6 +133,9 @@ func measure(d *gpu.Device, bc benchCase, reps int) (Measurement, error) {
 	}
 	if bytes > 0 {
 		m.GBPS = bytes / sec / 1e9
+	}
+	if bc.items > 0 {
+		m.Note = fmt.Sprintf("%.0f %s/s", bc.items/sec, bc.unit)
 	}
 	return m, nil
 }

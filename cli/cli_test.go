@@ -32,7 +32,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func run(t *testing.T, env []string, args ...string) (stdout, stderr string, code int) {
+func runBin(t *testing.T, env []string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	cmd := exec.Command(binary, args...)
 	cmd.Env = append(os.Environ(), env...)
@@ -47,7 +47,7 @@ func run(t *testing.T, env []string, args ...string) (stdout, stderr string, cod
 }
 
 func TestDevicesJSON(t *testing.T) {
-	out, errOut, code := run(t, nil, "devices", "--json")
+	out, errOut, code := runBin(t, nil, "devices", "--json")
 	require.Equalf(t, 0, code, "stderr: %s", errOut)
 	var list []map[string]any
 	require.NoError(t, json.Unmarshal([]byte(out), &list))
@@ -66,20 +66,20 @@ func TestDevicesJSON(t *testing.T) {
 
 func TestNoAdapterSaysHowToGetOne(t *testing.T) {
 	for _, args := range [][]string{{"devices"}, {"bench", "--op", "residual"}} {
-		_, errOut, code := run(t, []string{"VK_ICD_FILENAMES=/nonexistent/icd.json", "VK_DRIVER_FILES=/nonexistent/icd.json"}, args...)
+		_, errOut, code := runBin(t, []string{"VK_ICD_FILENAMES=/nonexistent/icd.json", "VK_DRIVER_FILES=/nonexistent/icd.json"}, args...)
 		require.NotEqual(t, 0, code)
 		require.Contains(t, errOut, "mesa-vulkan-drivers", "the message says how to get an adapter")
 	}
 }
 
 func TestBadAdapterOverride(t *testing.T) {
-	_, errOut, code := run(t, []string{"STEP_GPU_ADAPTER=no-such-gpu"}, "devices")
+	_, errOut, code := runBin(t, []string{"STEP_GPU_ADAPTER=no-such-gpu"}, "devices")
 	require.NotEqual(t, 0, code)
 	require.Contains(t, errOut, "no-such-gpu")
 }
 
 func TestBenchJSON(t *testing.T) {
-	out, errOut, code := run(t, nil, "bench", "--preset", "tiny", "--op", "residual", "--reps", "1", "--json")
+	out, errOut, code := runBin(t, nil, "bench", "--preset", "tiny", "--op", "residual", "--reps", "1", "--json")
 	require.Equalf(t, 0, code, "stderr: %s", errOut)
 	sc := bufio.NewScanner(strings.NewReader(out))
 	n := 0
@@ -99,7 +99,7 @@ func TestBenchJSON(t *testing.T) {
 }
 
 func TestUnknownPreset(t *testing.T) {
-	_, errOut, code := run(t, nil, "bench", "--preset", "nope")
+	_, errOut, code := runBin(t, nil, "bench", "--preset", "nope")
 	require.NotEqual(t, 0, code)
 	require.Contains(t, errOut, "unknown preset")
 }
