@@ -19,7 +19,7 @@ func f32bytes(v ...float32) []byte {
 	return out
 }
 
-func sample(t *testing.T) (string, Header, []Tensor) {
+func sample(t testing.TB) (string, Header, []Tensor) {
 	dir := t.TempDir()
 	cfg, err := msgpack.Marshal(map[string]int{"d_model": 2})
 	require.NoError(t, err)
