@@ -103,3 +103,13 @@ func TestUnknownPreset(t *testing.T) {
 	require.NotEqual(t, 0, code)
 	require.Contains(t, errOut, "unknown preset")
 }
+
+// TestHelpStops checks that --help prints usage and exits 0 without running
+// the command (which would fail here for want of required flags).
+func TestHelpStops(t *testing.T) {
+	for _, cmd := range []string{"train", "eval", "plan", "bench"} {
+		out, errOut, code := runBin(t, nil, cmd, "--help")
+		require.Equalf(t, 0, code, "%s --help: %s", cmd, errOut)
+		require.Contains(t, out, "Usage: step-gpu "+cmd)
+	}
+}

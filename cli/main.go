@@ -26,18 +26,30 @@ type CLI struct {
 	Train    TrainCmd    `cmd:"" help:"Pre-train a model (default: the tiny preset on the Go standard library source)."`
 	Eval     EvalCmd     `cmd:"" help:"Validation loss and perplexity of a checkpoint."`
 	Generate GenerateCmd `cmd:"" help:"Sample text from a checkpoint."`
+	Plan     PlanCmd     `cmd:"" help:"Plan STEP's stages: the split that minimises peak memory and the bytes of every stage."`
 }
 
 // Main runs the command line with args (without the program name) and
 // returns the process exit code.
-func Main(args []string, stdout, stderr io.Writer) int {
+func Main(args []string, stdout, stderr io.Writer) (code int) {
+	// kong calls Exit after printing --help (and on some errors); unwind
+	// to here instead of exiting the process, so Main stays testable.
+	defer func() {
+		if r := recover(); r != nil {
+			ex, ok := r.(kongExit)
+			if !ok {
+				panic(r)
+			}
+			code = int(ex)
+		}
+	}()
 	var root CLI
 	parser, err := kong.New(&root,
 		kong.Name("step-gpu"),
 		kong.Description("Pre-train LLaMA-style models on any GPU through WebGPU, with STEP staged growth."),
 		kong.Writers(stdout, stderr),
 		kong.UsageOnError(),
-		kong.Exit(func(int) {}),
+		kong.Exit(func(c int) { panic(kongExit(c)) }),
 		kong.Vars{"presets": strings.Join(nn.PresetNames(), ", ")},
 	)
 	if err != nil {
@@ -67,6 +79,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	return 0
 }
+
+// kongExit carries kong's exit code out of the parser.
+type kongExit int
 
 // Env is what every command's Run receives.
 type Env struct {
