@@ -42,7 +42,7 @@ type TrainCmd struct {
 	Keep        int     `help:"Checkpoints to keep (0 = all)."`
 	SampleEvery int     `name:"sample-every" help:"Print a sample every N steps."`
 	Seed        uint64  `help:"Seed for initialisation and shuffling." default:"1"`
-	Shuffle     bool    `help:"Visit training windows in a seeded random order."`
+	Shuffle     bool    `help:"Visit training windows in a seeded random order (--no-shuffle reads the corpus in order)." default:"true" negatable:""`
 	Resume      bool    `help:"Continue the run in --run-dir from its latest checkpoint."`
 	Profile     bool    `help:"Time every kernel of one training step, print the table and exit (no checkpoint)."`
 	ModelFlags  `embed:""`
