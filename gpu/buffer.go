@@ -3,6 +3,7 @@ package gpu
 import (
 	"fmt"
 	"math"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/cogentcore/webgpu/wgpu"
@@ -35,7 +36,8 @@ type Buffer struct {
 	id   uint64
 }
 
-var nextBufferID uint64
+// nextBufferID numbers buffers and textures for the bind-group cache.
+var nextBufferID atomic.Uint64
 
 // NewBuffer allocates a zero-filled storage buffer of at least size bytes.
 // It fails, naming the buffer, the ledger's total and the device limit, when
@@ -61,9 +63,8 @@ func (d *Device) NewBuffer(name string, cat Category, size uint64) (*Buffer, err
 	if err != nil {
 		return nil, fmt.Errorf("allocate %s (%.1f MiB, ledger %.1f MiB): %w", name, MiB(size), MiB(d.Ledger.Total()), err)
 	}
-	nextBufferID++
 	d.Ledger.add(cat, size)
-	return &Buffer{d: d, buf: b, Name: name, Cat: cat, Size: size, id: nextBufferID}, nil
+	return &Buffer{d: d, buf: b, Name: name, Cat: cat, Size: size, id: nextBufferID.Add(1)}, nil
 }
 
 // NewBufferF32 allocates a buffer and uploads data into it.

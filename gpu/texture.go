@@ -45,10 +45,9 @@ func (d *Device) NewTexture(name string, cat Category, w, h uint32) (*Texture, e
 		t.Release()
 		return nil, fmt.Errorf("allocate texture %s: view: %w", name, err)
 	}
-	nextBufferID++
 	size := uint64(w) * uint64(h) * 16
 	d.Ledger.add(cat, size)
-	return &Texture{d: d, tex: t, view: v, Name: name, Cat: cat, W: w, H: h, id: nextBufferID, size: size}, nil
+	return &Texture{d: d, tex: t, view: v, Name: name, Cat: cat, W: w, H: h, id: nextBufferID.Add(1), size: size}, nil
 }
 
 // Release frees the texture, its cached bind groups and its ledger entry.
