@@ -42,8 +42,6 @@ var (
 	matmulSrc     = own("matmul")
 	kMatmulSimple = kernel("matmul", "simple",
 		[]gpu.BindKind{gpu.BindUniform, gpu.BindReadWrite, gpu.BindRead, gpu.BindRead}, map[string]string{})
-	kMatmulPack = kernel("matmul", "pack",
-		[]gpu.BindKind{gpu.BindUniform, gpu.BindRead, gpu.BindStorageTexture}, map[string]string{})
 )
 
 // Test hooks: a non-zero matmulBindingCap lowers the storage-binding limit and
@@ -226,7 +224,9 @@ func matmulBind(d *gpu.Device, buf *gpu.Buffer, lo, span int) (gpu.Arg, uint32) 
 	if buf.Size <= matmulMaxBinding(d) {
 		return buf.Arg(), uint32(lo)
 	}
-	align := int(d.Limits.MinStorageBufferOffsetAlignment) / 4
+	// Starts stay on 4-element bounds (so every binding holds whole vec4s,
+	// which the pack kernel and tiled_sa read) as well as on the device's alignment.
+	align := max(int(d.Limits.MinStorageBufferOffsetAlignment)/4, 4)
 	start := lo / align * align
 	end := min(roundUp(lo+span, 4), buf.Len())
 	return buf.Range(uint64(4*start), uint64(4*(end-start))), uint32(lo - start)

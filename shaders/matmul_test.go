@@ -30,9 +30,12 @@ func matmulTol(K int) tol.Tol { return tol.Tol{Atol: matmulAtolPerK * float64(K)
 // matmulShapes are hostile M x N x K: ones, primes, non-multiples of both
 // paths' tiles (32x32 simple, 16x128 texture), K not a multiple of 4 and a K
 // long enough (4099) that the texture path's K/4 loop and the simple path's
-// K loop both run long.
+// K loop both run long. The last two have every size a multiple of 4 (but
+// not of a tile), so the pack kernel's vec4 row and column reads (modes 0
+// and 1) run in every layout, with partial texels only from padding.
 var matmulShapes = [][3]int{
 	{1, 1, 1}, {1, 17, 13}, {13, 1, 17}, {17, 13, 1}, {13, 17, 97}, {97, 13, 17}, {33, 130, 7}, {5, 3, 4099},
+	{36, 20, 12}, {12, 132, 44},
 }
 
 var matmulLayouts = []Layout{NN, NT, TN}
@@ -68,8 +71,9 @@ func matmulWant(a, b, init []float32, M, N, K int, layout Layout, acc bool) []fl
 }
 
 // matmulCheckShapes runs every shape, layout and accumulate mode on both
-// paths, comparing each with the reference and the texture path with the
-// simple one (the pin of the fast variant to the mainline).
+// paths (the texture path with and without reading op(A) in place),
+// comparing each with the reference and the texture path with the simple
+// one (the pin of the fast variants to the mainline).
 func matmulCheckShapes(t *testing.T, shapes [][3]int) {
 	d := gputest.Device(t)
 	matmulPin(t, d, MatmulSimple)
@@ -82,10 +86,17 @@ func matmulCheckShapes(t *testing.T, shapes [][3]int) {
 				a, b, init := randVec(rng, M*K, 1), randVec(rng, K*N, 1), randVec(rng, M*N, 1)
 				want := matmulWant(a, b, init, M, N, K, layout, acc)
 				simple := matmulRun(t, d, MatmulSimple, a, b, init, M, N, K, layout, acc)
-				tex := matmulRun(t, d, MatmulTexture, a, b, init, M, N, K, layout, acc)
 				tol.Check(t, name+"/simple", simple, want, matmulTol(K))
-				tol.Check(t, name+"/texture", tex, want, matmulTol(K))
-				tol.Check(t, name+"/texture-vs-simple", tex, tol.F64(simple), matmulTol(K))
+				// The texture path with op(A) read in place where the layout
+				// allows (tiled_sa), and with op(A) always packed (tiled).
+				for _, direct := range []bool{true, false} {
+					matmulTexDirectA = direct
+					tex := matmulRun(t, d, MatmulTexture, a, b, init, M, N, K, layout, acc)
+					matmulTexDirectA = true
+					sub := fmt.Sprintf("%s/texture(directA=%v)", name, direct)
+					tol.Check(t, sub, tex, want, matmulTol(K))
+					tol.Check(t, sub+"-vs-simple", tex, tol.F64(simple), matmulTol(K))
+				}
 			}
 		}
 	}
@@ -110,7 +121,7 @@ func TestMatmulSplit(t *testing.T) {
 	oldCap, oldFLOPs := matmulBindingCap, matmulBlockFLOPs
 	matmulBindingCap, matmulBlockFLOPs = 16<<10, 1.5e5
 	t.Cleanup(func() { matmulBindingCap, matmulBlockFLOPs = oldCap, oldFLOPs })
-	matmulCheckShapes(t, [][3]int{{130, 45, 101}})
+	matmulCheckShapes(t, [][3]int{{130, 45, 101}, {132, 44, 100}})
 
 	// The plans really split every dimension (columns only where B's
 	// binding needs it, in NT).
@@ -129,6 +140,27 @@ func TestMatmulSplit(t *testing.T) {
 		split[2] = split[2] || size.bk < 101
 	}
 	require.Equal(t, [3]bool{true, true, true}, split)
+}
+
+// TestMatmulPackModes checks which read pattern the pack kernel gets for
+// each operand of each layout: vec4 rows or columns when sizes are
+// multiples of 4, scalar reads otherwise, and the vec4 modes for sizes of 1.
+func TestMatmulPackModes(t *testing.T) {
+	modes := func(M, N, K int, layout Layout) [2]int {
+		op, err := newMatmulOp(&gpu.Buffer{Size: 1 << 16}, &gpu.Buffer{Size: 1 << 16}, &gpu.Buffer{Size: 1 << 16}, M, N, K, layout, false)
+		require.NoError(t, err)
+		a := matmulPackSide{sy: op.sam, sx: op.sak, rows: M, cols: K}
+		b := matmulPackSide{sy: op.sbk, sx: op.sbn, rows: K, cols: N}
+		return [2]int{a.mode(), b.mode()}
+	}
+	require.Equal(t, [2]int{0, 0}, modes(36, 20, 12, NN))
+	require.Equal(t, [2]int{0, 1}, modes(36, 20, 12, NT))
+	require.Equal(t, [2]int{1, 0}, modes(36, 20, 12, TN))
+	require.Equal(t, [2]int{2, 2}, modes(13, 17, 97, NN))
+	require.Equal(t, [2]int{2, 2}, modes(13, 17, 97, NT))
+	require.Equal(t, [2]int{0, 0}, modes(1, 1, 1, NT))
+	odd := matmulPackSide{base: 2, sy: 4, sx: 1, rows: 3, cols: 3}
+	require.Equal(t, 2, odd.mode(), "an unaligned base reads scalars")
 }
 
 // TestMatmulLayoutMirror checks that ref's layout constants, which the tests

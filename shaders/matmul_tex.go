@@ -15,8 +15,9 @@ import (
 // compile time, not speed: lavapipe compiles a kernel inside the first
 // submission that dispatches it, and with a cold Mesa shader cache
 // (MESA_SHADER_CACHE_DISABLE=true) the 32x16 and 16x32 tiles took longer
-// than the 5 s watchdog and crashed the process, while 16x16 compiled in
-// 2.1-2.5 s and 8x16 in 0.65 s (2 shared cores, load ~2.5). At 1024^3 NT
+// than the 5 s watchdog and crashed the process (32x16 again, re-measured
+// at load ~2), while 16x16 compiled in 2.1-2.6 s and 8x16 in 0.65 s (2
+// shared cores, load ~2.5). At 1024^3 NT
 // 16x16 ran at ~30 GFLOP/s against ~20-24 for 8x16 under the same load, and
 // unrolling the four K steps of a texel beat looping over them (~30 vs ~18).
 // matmulTexWarm compiles the kernel in a submission of its own.
@@ -32,13 +33,21 @@ var (
 	kMatmulTex   = kernel("matmul_tex", "tiled",
 		[]gpu.BindKind{gpu.BindUniform, gpu.BindReadWrite, gpu.BindTexture, gpu.BindTexture},
 		matmulTexSubs(matmulTexTM, matmulTexTN4, matmulTexWX, matmulTexWY))
+	kMatmulTexSA = kernel("matmul_tex", "tiled_sa",
+		[]gpu.BindKind{gpu.BindUniform, gpu.BindReadWrite, gpu.BindRead, gpu.BindTexture},
+		matmulTexSubs(matmulTexTM, matmulTexTN4, matmulTexWX, matmulTexWY))
 )
+
+// matmulTexDirectA lets the texture path read row-major op(A) blocks
+// straight from their buffer (tiled_sa) instead of packing them; tests
+// turn it off to pin both kernels to the simple path.
+var matmulTexDirectA = true
 
 // matmulTexSubs generates the unrolled tile of the tiled kernel: the
 // accumulator declarations, the body of one K4 step (load tm texels of A,
 // 4*tn4 of B, then 4*tm*tn4 vec4 FMAs) and the guarded stores.
 func matmulTexSubs(tm, tn4, wx, wy int) map[string]string {
-	var decl, body, store strings.Builder
+	var decl, body, bodySA, apre, store strings.Builder
 	for i := 0; i < tm; i++ {
 		for j := 0; j < tn4; j++ {
 			fmt.Fprintf(&decl, "  var c%d_%d = vec4<f32>(0.0);\n", i, j)
@@ -47,18 +56,24 @@ func matmulTexSubs(tm, tn4, wx, wy int) map[string]string {
 	}
 	for kk := 0; kk < 4; kk++ {
 		for j := 0; j < tn4; j++ {
-			fmt.Fprintf(&body, "    let b%d_%d = textureLoad(tb, vec2<i32>(col4 + %d, k + %d), 0);\n", kk, j, j, kk)
+			line := fmt.Sprintf("    let b%d_%d = textureLoad(tb, vec2<i32>(col4 + %d, k + %d), 0);\n", kk, j, j, kk)
+			body.WriteString(line)
+			bodySA.WriteString(line)
 		}
 	}
 	comp := []string{"x", "y", "z", "w"}
 	for i := 0; i < tm; i++ {
+		fmt.Fprintf(&apre, "  let ar%d = p.a_base4 + min(u32(row + %d), p.M - 1u) * p.a_sm4;\n", i, i)
 		fmt.Fprintf(&body, "    let a%d = textureLoad(ta, vec2<i32>(kt, row + %d), 0);\n", i, i)
+		fmt.Fprintf(&bodySA, "    let a%d = arows[ar%d + u32(kt)];\n", i, i)
 		for j := 0; j < tn4; j++ {
 			e := fmt.Sprintf("c%d_%d", i, j)
 			for kk := 0; kk < 4; kk++ {
 				e = fmt.Sprintf("fma(vec4<f32>(a%d.%s), b%d_%d, %s)", i, comp[kk], kk, j, e)
 			}
-			fmt.Fprintf(&body, "    c%d_%d = %s;\n", i, j, e)
+			line := fmt.Sprintf("    c%d_%d = %s;\n", i, j, e)
+			body.WriteString(line)
+			bodySA.WriteString(line)
 		}
 	}
 	// One guarded store in a loop over the tile, not one per accumulator:
@@ -70,6 +85,7 @@ func matmulTexSubs(tm, tn4, wx, wy int) map[string]string {
 	return map[string]string{
 		"TM": fmt.Sprint(tm), "TN4": fmt.Sprint(tn4), "WX": fmt.Sprint(wx), "WY": fmt.Sprint(wy),
 		"DECL": decl.String(), "BODY": body.String(), "STORE": store.String(),
+		"APRE": apre.String(), "BODY_SA": bodySA.String(),
 	}
 }
 
@@ -195,16 +211,20 @@ func matmulTexWarm(d *gpu.Device) error {
 		}
 		bufs = append(bufs, b)
 	}
-	op, err := newMatmulOp(bufs[0], bufs[1], bufs[2], 1, 1, 1, NT, false)
-	if err != nil {
-		return err
-	}
-	r := d.NewRecorder()
-	if err := matmulTexture(r, op); err != nil {
-		return fmt.Errorf("matmul warm-up: %w", err)
-	}
-	if err := r.Flush(); err != nil {
-		return fmt.Errorf("matmul warm-up: %w", err)
+	// 1x1x1 packs A for tiled; 1x1x4 reads A in place with tiled_sa. Each
+	// gets a submission of its own.
+	for _, K := range []int{1, 4} {
+		op, err := newMatmulOp(bufs[0], bufs[1], bufs[2], 1, 1, K, NT, false)
+		if err != nil {
+			return err
+		}
+		r := d.NewRecorder()
+		if err := matmulTexture(r, op); err != nil {
+			return fmt.Errorf("matmul warm-up: %w", err)
+		}
+		if err := r.Flush(); err != nil {
+			return fmt.Errorf("matmul warm-up: %w", err)
+		}
 	}
 	s.warm = true
 	return nil
@@ -292,16 +312,20 @@ func (s *matmulState) texture(d *gpu.Device, role string, w, h int) (*gpu.Textur
 	return t, nil
 }
 
-// matmulTexture records the product with the texture-fed kernel: per block,
-// pack op(A)'s rows (and op(B)'s columns when the K chunk or column band
-// changes) into zero-padded textures, then run the tiled kernel.
+// matmulTexture records the product with the texture-fed kernels: per
+// block, pack op(B)'s columns into a zero-padded texture when the K chunk or
+// column band changes, then either run tiled_sa, which reads op(A)'s rows in
+// place (NN and NT with rows on vec4 bounds and a K range of whole vec4s),
+// or pack op(A) into a texture too and run tiled. Reading A in place saves
+// the larger of a training step's two packs; packing is mostly texture
+// stores on lavapipe (~70% of its time, measured by dropping the loads).
 func matmulTexture(r *gpu.Recorder, op *matmulOp) error {
 	d := r.Device()
 	tiled, err := d.Pipeline(kMatmulTex)
 	if err != nil {
 		return err
 	}
-	pack, err := d.Pipeline(kMatmulPack)
+	tiledSA, err := d.Pipeline(kMatmulTexSA)
 	if err != nil {
 		return err
 	}
@@ -338,35 +362,35 @@ func matmulTexture(r *gpu.Recorder, op *matmulOp) error {
 		if blk.k0 != packed.k0 || blk.n0 != packed.n0 {
 			// op(B) block (bk, bn) -> tb texel (x, y) = B[k0+y, n0+4x..4x+3].
 			arg, base := matmulBind(d, op.b, blk.k0*op.sbk+blk.n0*op.sbn, matmulSpan(blk.bk, blk.bn, op.sbk, op.sbn))
-			if err := matmulPack(r, pack, tb, arg, base, op.sbk, op.sbn, blk.bk, blk.bn, bnPad/4, 4*bk4); err != nil {
+			if err := matmulPack(r, &matmulPackSide{dst: tb, src: arg, base: int(base), sy: op.sbk, sx: op.sbn,
+				rows: blk.bk, cols: blk.bn, w: bnPad / 4, h: 4 * bk4}); err != nil {
 				return err
 			}
 			packed = blk
 		}
-		// op(A) block (bm, bk) -> ta texel (x, y) = A[m0+y, k0+4x..4x+3].
-		arg, base := matmulBind(d, op.a, blk.m0*op.sam+blk.k0*op.sak, matmulSpan(blk.bm, blk.bk, op.sam, op.sak))
-		if err := matmulPack(r, pack, ta, arg, base, op.sam, op.sak, blk.bm, blk.bk, bk4, bmPad); err != nil {
-			return err
-		}
+		aArg, aBase := matmulBind(d, op.a, blk.m0*op.sam+blk.k0*op.sak, matmulSpan(blk.bm, blk.bk, op.sam, op.sak))
 		oArg, oBase := op.bindOut(d, blk)
 		g := gpu.Grid{X: uint32(bnPad / tnWG), Y: uint32(bmPad / tmWG), Z: 1}
-		params := gpu.Params(uint32(blk.bm), uint32(blk.bn), uint32(bk4), op.accFlag(blk), oBase, uint32(op.N), uint32(0), uint32(0))
 		// The work estimate counts the padded tile the kernel really computes.
 		work := 2 * float64(bmPad) * float64(bnPad) * float64(4*bk4)
-		if err := r.Dispatch(tiled, g, work, params, oArg, ta.Arg(), tb.Arg()); err != nil {
+		var err error
+		if matmulTexDirectA && op.sak == 1 && (op.sam%4 == 0 || blk.bm == 1) && aBase%4 == 0 && blk.bk%4 == 0 {
+			// op(A) rows are whole vec4s from aBase: read them in place.
+			params := gpu.Params(uint32(blk.bm), uint32(blk.bn), uint32(bk4), op.accFlag(blk), oBase, uint32(op.N),
+				aBase/4, uint32(op.sam/4))
+			err = r.Dispatch(tiledSA, g, work, params, oArg, aArg, tb.Arg())
+		} else {
+			// op(A) block (bm, bk) -> ta texel (x, y) = A[m0+y, k0+4x..4x+3].
+			if err := matmulPack(r, &matmulPackSide{dst: ta, src: aArg, base: int(aBase), sy: op.sam, sx: op.sak,
+				rows: blk.bm, cols: blk.bk, w: bk4, h: bmPad}); err != nil {
+				return err
+			}
+			params := gpu.Params(uint32(blk.bm), uint32(blk.bn), uint32(bk4), op.accFlag(blk), oBase, uint32(op.N), uint32(0), uint32(0))
+			err = r.Dispatch(tiled, g, work, params, oArg, ta.Arg(), tb.Arg())
+		}
+		if err != nil {
 			return fmt.Errorf("matmul %v %dx%dx%d: %w", op.layout, op.M, op.N, op.K, err)
 		}
-	}
-	return nil
-}
-
-// matmulPack records writing a (rows, cols) block with strides (sy, sx),
-// starting at element base of src, into the first w x h texels of dst.
-func matmulPack(r *gpu.Recorder, p *gpu.Pipeline, dst *gpu.Texture, src gpu.Arg, base uint32, sy, sx, rows, cols, w, h int) error {
-	g := gpu.Grid{X: uint32((w + 7) / 8), Y: uint32((h + 7) / 8), Z: 1}
-	params := gpu.Params(base, uint32(sy), uint32(sx), uint32(rows), uint32(cols), uint32(w), uint32(h), uint32(0))
-	if err := r.Dispatch(p, g, float64(elems4*4*w*h), params, src, dst.Arg()); err != nil {
-		return fmt.Errorf("matmul pack %s: %w", dst.Name, err)
 	}
 	return nil
 }

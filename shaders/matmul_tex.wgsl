@@ -1,5 +1,5 @@
 // Texture-fed matrix multiply: out (+)= At · Bt over one block, where the
-// pack kernel (matmul.wgsl) has written op(A)'s block to ta (texel (x, y)
+// pack kernel (matmul_pack.wgsl) has written op(A)'s block to ta (texel (x, y)
 // holds A[y, 4x..4x+3]) and op(B)'s block to tb (texel (x, y) holds
 // B[y, 4x..4x+3]), both zero-padded to whole tiles, so loads need no bounds
 // checks. On lavapipe every storage-buffer load is a per-lane loop with
@@ -18,14 +18,15 @@ struct Params {
   acc: u32,    // 1: out += product, 0: out = product
   o_base: u32, // out element (m, n) is out[o_base + m*o_sm + n]
   o_sm: u32,
-  _pad0: u32,
-  _pad1: u32,
+  a_base4: u32, // tiled_sa: op(A) element (m, 4t) is arows[a_base4 + m*a_sm4 + t]
+  a_sm4: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var ta: texture_2d<f32>;
 @group(0) @binding(3) var tb: texture_2d<f32>;
+@group(0) @binding(2) var<storage, read> arows: array<vec4<f32>>;
 
 // store4 writes four consecutive outputs of row r from column c, skipping
 // those outside the block.
@@ -55,6 +56,25 @@ fn tiled(@builtin(global_invocation_id) gid: vec3<u32>) {
   for (var kt = 0; kt < i32(p.K4); kt++) {
     let k = kt * 4;
 {{BODY}}
+  }
+{{STORE}}
+}
+
+// tiled_sa is tiled with op(A) read straight from its storage buffer as
+// vec4s, for row-major A (NN and NT) whose rows start on vec4 bounds and
+// whose K range is a whole number of vec4s: it saves packing A, the larger
+// operand of a training step's products. Rows past the block are clamped to
+// its last row (their results are discarded by store4). Every invocation of
+// a workgroup reads the same A addresses.
+@compute @workgroup_size({{WX}}, {{WY}})
+fn tiled_sa(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let row = i32(gid.y) * {{TM}};
+  let col4 = i32(gid.x) * {{TN4}};
+{{APRE}}
+{{DECL}}
+  for (var kt = 0; kt < i32(p.K4); kt++) {
+    let k = kt * 4;
+{{BODY_SA}}
   }
 {{STORE}}
 }
