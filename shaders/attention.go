@@ -54,7 +54,9 @@ var (
 // AttentionForward records out = softmax(q·kᵀ/sqrt(HS) + causal mask)·v per
 // head, and saves the row log-sum-exp lse (B, NH, T) for the backward. Query
 // t attends keys 0..t. Only lse is stored besides out: no T x T matrix.
-// HS must be a multiple of 4 and at most 128.
+// HS must be a multiple of 4 and at most 128. On CPU adapters shapes
+// that fit run the register-only variant of attention_rows.wgsl, tested
+// against these tiled kernels (attnUseRows).
 func AttentionForward(r *gpu.Recorder, out, // (B, T, C)
 	lse, // (B, NH, T)
 	q, k, v *gpu.Buffer, // (B, T, C)
@@ -63,6 +65,15 @@ func AttentionForward(r *gpu.Recorder, out, // (B, T, C)
 		[]*gpu.Buffer{out, q, k, v}, lse); err != nil {
 		return err
 	}
+	if attnUseRows(r.Device(), T, HS) {
+		return attnRowsForward(r, out, lse, q, k, v, B, T, NH, HS)
+	}
+	return attnTiledForward(r, out, lse, q, k, v, B, T, NH, HS)
+}
+
+// attnTiledForward records the tiled forward of attention.wgsl: the
+// reference path, and the one GPUs and long sequences take.
+func attnTiledForward(r *gpu.Recorder, out, lse, q, k, v *gpu.Buffer, B, T, NH, HS int) error {
 	// Query block qb visits key tiles 0..qb: q·kᵀ and P·v, 2 FLOPs each.
 	return attnLaunch(r, kAttnForward, B*NH, T, NH, HS, 4, func(blk int) int { return blk + 1 },
 		out.Arg(), lse.Arg(), q.Arg(), k.Arg(), v.Arg())
@@ -73,7 +84,8 @@ func AttentionForward(r *gpu.Recorder, out, // (B, T, C)
 // D = rowsum(dout*out) is recomputed inside each workgroup, so the backward
 // needs no scratch memory. dq is produced by query blocks looping over keys,
 // dk and dv by key blocks looping over queries: every output element has one
-// owner, no atomics.
+// owner, no atomics. On CPU adapters shapes that fit run the register-only
+// variant (attnUseRows), which uses dq as scratch for D before writing it.
 func AttentionBackward(r *gpu.Recorder, dq, dk, dv, // (B, T, C)
 	dout, q, k, v, out *gpu.Buffer, // (B, T, C)
 	lse *gpu.Buffer, // (B, NH, T)
@@ -82,6 +94,14 @@ func AttentionBackward(r *gpu.Recorder, dq, dk, dv, // (B, T, C)
 		[]*gpu.Buffer{dq, dk, dv, dout, q, k, v, out}, lse); err != nil {
 		return err
 	}
+	if attnUseRows(r.Device(), T, HS) {
+		return attnRowsBackward(r, dq, dk, dv, dout, q, k, v, out, lse, B, T, NH, HS)
+	}
+	return attnTiledBackward(r, dq, dk, dv, dout, q, k, v, out, lse, B, T, NH, HS)
+}
+
+// attnTiledBackward records the tiled backward of attention.wgsl.
+func attnTiledBackward(r *gpu.Recorder, dq, dk, dv, dout, q, k, v, out, lse *gpu.Buffer, B, T, NH, HS int) error {
 	// Query block qb visits key tiles 0..qb: q·kᵀ, dout·vᵀ and dS·k.
 	if err := attnLaunch(r, kAttnBackQ, B*NH, T, NH, HS, 6, func(blk int) int { return blk + 1 },
 		dq.Arg(), lse.Arg(), q.Arg(), k.Arg(), v.Arg(), dout.Arg(), out.Arg()); err != nil {
