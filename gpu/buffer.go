@@ -190,7 +190,9 @@ func (b *Buffer) Read(offset, size uint64) ([]byte, error) {
 		if err := staging.MapAsync(wgpu.MapModeRead, 0, n, func(s wgpu.BufferMapAsyncStatus) { status = s }); err != nil {
 			return nil, fmt.Errorf("read %s: map: %w", b.Name, err)
 		}
-		d.dev.Poll(true, nil)
+		if err := d.wait("map " + b.Name); err != nil {
+			return nil, err
+		}
 		if status != wgpu.BufferMapAsyncStatusSuccess {
 			return nil, fmt.Errorf("read %s: map status %v", b.Name, status)
 		}

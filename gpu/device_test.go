@@ -3,6 +3,7 @@ package gpu_test
 import (
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/step-gpu/step-gpu/gpu"
 	"github.com/step-gpu/step-gpu/gpu/gputest"
@@ -98,4 +99,51 @@ func TestDispatchErrorsNameKernel(t *testing.T) {
 	_, err = d.Pipeline(bad)
 	require.ErrorContains(t, err, "test/bad")
 	require.NoError(t, r.Flush())
+}
+
+// TestSubmissionOverFiveSeconds runs one submission longer than wgpu's 5 s
+// blocking-poll limit (WEBGPU.md trap 1: the limit crashed lavapipe's queue
+// thread when step-gpu waited with a blocking poll). The device waits with
+// non-blocking polls, so the submission must complete and its result be
+// right. The work is calibrated from a short run to last about 6 s; on a GPU
+// that would take too much work to reach, so the test runs on CPU adapters.
+func TestSubmissionOverFiveSeconds(t *testing.T) {
+	d := gputest.Device(t)
+	if !d.IsCPU() {
+		t.Skip("a GPU finishes any reasonable test kernel long before 5 s")
+	}
+	k := gpu.Kernel{Name: "test/spin", Entry: "main", Bindings: []gpu.BindKind{gpu.BindReadWrite}, Source: `
+@group(0) @binding(0) var<storage, read_write> x: array<f32>;
+@compute @workgroup_size(64) fn main(@builtin(global_invocation_id) id: vec3<u32>,
+                                     @builtin(num_workgroups) nwg: vec3<u32>) {
+  var acc = 0.0;
+  for (var i = 0u; i < 20000u; i++) { acc = fma(acc, 0.999999, 1e-6); }
+  if (acc == 12345.0) { x[1] = acc; }
+  if (id.x == 0u && id.y == 0u) { x[0] = x[0] + 1.0; }
+}`}
+	p, err := d.Pipeline(k)
+	require.NoError(t, err)
+	x := gputest.Upload(t, d, "counter", []float32{0, 0})
+	saved := d.SubmitBudget
+	d.SubmitBudget = 1e18
+	defer func() { d.SubmitBudget = saved }()
+	run := func(groups uint32) time.Duration {
+		r := d.NewRecorder()
+		start := time.Now()
+		require.NoError(t, r.Dispatch(p, gpu.Grid{X: min(groups, 65535), Y: (groups + 65534) / 65535, Z: 1}, 0, nil, x.Arg()))
+		require.NoError(t, r.Flush())
+		return time.Since(start)
+	}
+	run(64) // compile
+	probe := run(2048)
+	groups := uint32(min(float64(2048)*6/probe.Seconds(), 1<<30))
+	if groups < 2048 {
+		groups = 2048
+	}
+	el := run(groups)
+	t.Logf("one submission of %d workgroups took %v", groups, el)
+	require.Greater(t, el, 5*time.Second, "the calibrated submission must exceed the 5 s limit to test it")
+	got, err := x.ReadF32(0, 1)
+	require.NoError(t, err)
+	require.Equal(t, float32(3), got[0], "three dispatches ran")
 }

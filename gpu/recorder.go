@@ -3,6 +3,7 @@ package gpu
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 	"time"
 
@@ -13,10 +14,6 @@ import (
 // stderr when STEP_GPU_TRACE is set: the way to find which submission
 // approaches the 5 s watchdog.
 var traceSubmissions = os.Getenv("STEP_GPU_TRACE") != ""
-
-// watchdog is how long wgpu's blocking poll waits before giving up
-// (WEBGPU.md trap 1).
-const watchdog = 4990 * time.Millisecond
 
 // Grid is a dispatch size in workgroups.
 type Grid struct{ X, Y, Z uint32 }
@@ -212,9 +209,8 @@ func (r *Recorder) Flush() error {
 	return r.d.finishAndWait(enc, what)
 }
 
-// finishAndWait finishes an encoder, submits it and blocks until the queue
-// has executed it. A wait that returns with the queue still busy means the
-// submission hit wgpu's 5 s poll limit: the device is then unusable.
+// finishAndWait finishes an encoder, submits it and waits until the queue
+// has executed it (see wait).
 func (d *Device) finishAndWait(enc *wgpu.CommandEncoder, what string) error {
 	cb, err := enc.Finish(nil)
 	enc.Release()
@@ -226,46 +222,62 @@ func (d *Device) finishAndWait(enc *wgpu.CommandEncoder, what string) error {
 	}
 	start := time.Now()
 	d.pendingWrites = 0
-	idx := d.queue.Submit(cb)
+	d.queue.Submit(cb)
 	cb.Release()
-	empty := d.dev.Poll(true, &wgpu.WrappedSubmissionIndex{Queue: d.queue, SubmissionIndex: idx})
-	elapsed := time.Since(start)
+	err = d.wait(what)
 	if traceSubmissions {
-		fmt.Fprintf(os.Stderr, "gpu: done in %.1f ms\n", float64(elapsed.Microseconds())/1e3)
+		fmt.Fprintf(os.Stderr, "gpu: done in %.1f ms\n", float64(time.Since(start).Microseconds())/1e3)
 	}
-	if elapsed >= watchdog {
-		// wgpu's wait gave up: on lavapipe the queue thread is about to
-		// crash the process, so say which submission it was first.
-		err := fmt.Errorf("submission (%s) ran past wgpu's %v wait limit: the device is unusable; "+
-			"lower the work per submission (gpu.Device.SubmitBudget) or report the kernel", what, watchdog)
-		fmt.Fprintf(os.Stderr, "step-gpu: %v\n", err)
-		return err
+	return err
+}
+
+// MaxWait is how long wait lets one submission run before it reports the
+// device as hung.
+var MaxWait = 10 * time.Minute
+
+// wait polls the device without blocking until every submission is done.
+//
+// wgpu's blocking poll gives up after 5 s, and on lavapipe the queue thread
+// then crashes the process (WEBGPU.md trap 1); measured here, the same
+// submissions complete normally when the wait is a loop of non-blocking
+// polls, so step-gpu never blocks inside wgpu. The loop spins briefly (a
+// short submission finishes in tens of microseconds), then sleeps with a
+// backoff capped at 1 ms.
+func (d *Device) wait(what string) error {
+	start := time.Now()
+	sleep := 10 * time.Microsecond
+	for spins := 0; ; spins++ {
+		if d.dev.Poll(false, nil) {
+			break
+		}
+		if err := d.Lost(); err != nil {
+			return fmt.Errorf("submission (%s): %w", what, err)
+		}
+		if time.Since(start) > MaxWait {
+			return fmt.Errorf("submission (%s) still running after %v: the device looks hung", what, MaxWait)
+		}
+		if spins < 50 {
+			runtime.Gosched()
+			continue
+		}
+		time.Sleep(sleep)
+		sleep = min(2*sleep, time.Millisecond)
 	}
 	if err := d.Lost(); err != nil {
 		return fmt.Errorf("submission (%s): %w", what, err)
-	}
-	if !empty {
-		// Every submission is waited for, so the queue is empty after the
-		// wait unless wgpu's 5 s poll limit expired first (WEBGPU.md trap 1).
-		return fmt.Errorf("submission (%s) did not finish within wgpu's 5 s wait: "+
-			"lower gpu.Device.SubmitBudget or split the work", what)
 	}
 	return nil
 }
 
 // Sync waits for every submitted command to finish.
-func (d *Device) Sync() error {
-	d.dev.Poll(true, nil)
-	return d.Lost()
-}
+func (d *Device) Sync() error { return d.wait("sync") }
 
 // FlushWrites submits pending queue writes (uploads are staged until the next
 // submission) and waits for them to land.
 func (d *Device) FlushWrites() error {
 	d.pendingWrites = 0
-	idx := d.queue.Submit()
-	d.dev.Poll(true, &wgpu.WrappedSubmissionIndex{Queue: d.queue, SubmissionIndex: idx})
-	return d.Lost()
+	d.queue.Submit()
+	return d.wait("queued writes")
 }
 
 // Profile accumulates wall time per kernel when set on a Device: every
