@@ -135,11 +135,11 @@ func (o Options) Schedule() Schedule {
 func (o Options) Accum() int { return o.TotalBatch / (o.Model.B * o.Model.T) }
 
 // presetRuns are the train presets: the model plus run length. tiny takes
-// one to two minutes on lavapipe (2 cores), small a few minutes; laptop is
+// about a minute on lavapipe (2 cores), small about five; laptop is
 // sized for an integrated GPU. --steps or --tokens run them longer.
 var presetRuns = map[string]Options{
 	"tiny":   {Steps: 120, LR: 3e-3, LogEvery: 10, EvalEvery: 40},
-	"small":  {Steps: 120, LR: 2e-3, LogEvery: 10, EvalEvery: 40},
+	"small":  {Steps: 50, LR: 2e-3, LogEvery: 10, EvalEvery: 25},
 	"laptop": {Steps: 5000, LR: 1e-3, LogEvery: 20, EvalEvery: 250},
 }
 
