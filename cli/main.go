@@ -26,6 +26,7 @@ type CLI struct {
 	Train    TrainCmd    `cmd:"" help:"Pre-train a model (default: the tiny preset on the Go standard library source)."`
 	Eval     EvalCmd     `cmd:"" help:"Validation loss and perplexity of a checkpoint."`
 	Generate GenerateCmd `cmd:"" help:"Sample text from a checkpoint."`
+	Inspect  InspectCmd  `cmd:"" help:"Verify a checkpoint and print its header, growth history and tensor table."`
 	Plan     PlanCmd     `cmd:"" help:"Plan STEP's stages: the split that minimises peak memory and the bytes of every stage."`
 }
 

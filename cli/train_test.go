@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -74,6 +75,26 @@ func TestTrainEvalGenerate(t *testing.T) {
 	out, errOut, code = runBin(t, nil, "generate", "--checkpoint", last, "--prompt", "var ", "--tokens", "5")
 	require.Equalf(t, 0, code, "stderr: %s", errOut)
 	require.True(t, strings.HasPrefix(out, "var "), "output starts with the prompt: %q", out)
+
+	out, errOut, code = runBin(t, nil, "inspect", "--json", last)
+	require.Equalf(t, 0, code, "stderr: %s", errOut)
+	var rep struct {
+		Step   int `json:"step"`
+		Groups map[string]struct {
+			Tensors int `json:"tensors"`
+		} `json:"groups"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &rep))
+	require.Equal(t, 6, rep.Step)
+	require.Equal(t, 2*rep.Groups["trainable"].Tensors, rep.Groups["optimizer"].Tensors, "two AdamW moments per parameter")
+	b, err := os.ReadFile(last)
+	require.NoError(t, err)
+	b[len(b)-3] ^= 0x40
+	flipped := filepath.Join(t.TempDir(), "flipped.ckpt")
+	require.NoError(t, os.WriteFile(flipped, b, 0o644))
+	_, errOut, code = runBin(t, nil, "inspect", flipped)
+	require.NotEqual(t, 0, code)
+	require.Contains(t, errOut, "checksum")
 }
 
 // TestTrainBadInput checks that bad flags and data fail with a clear
