@@ -72,8 +72,9 @@ func (m *Model) Backward(r *gpu.Recorder) error {
 
 // ZeroGrads records zeroing every gradient buffer.
 func (m *Model) ZeroGrads(r *gpu.Recorder) error {
-	for _, n := range sortedNames(m.grads) {
-		if err := r.Clear(m.grads[n], 0, m.grads[n].Size); err != nil {
+	for _, s := range m.specs { // spec order: fixed, no per-step sorting
+		g := m.grads[s.Name]
+		if err := r.Clear(g, 0, g.Size); err != nil {
 			return err
 		}
 	}

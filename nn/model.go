@@ -2,7 +2,6 @@ package nn
 
 import (
 	"fmt"
-	"sort"
 
 	"github.com/step-gpu/step-gpu/gpu"
 	"github.com/step-gpu/step-gpu/shaders"
@@ -236,16 +235,6 @@ func (m *Model) WriteParam(name string, data []float32) error {
 		}
 	}
 	return fmt.Errorf("model has no parameter %s", name)
-}
-
-// sortedNames returns the keys of a buffer map in sorted order.
-func sortedNames(set map[string]*gpu.Buffer) []string {
-	out := make([]string, 0, len(set))
-	for k := range set {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // ReadState downloads an AdamW moment of a parameter: kind is "m" or "v".
