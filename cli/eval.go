@@ -90,7 +90,7 @@ func (c *GenerateCmd) Run(e *Env) error {
 	defer d.Close()
 	cfg := l.Config
 	cfg.B = 1
-	m, err := nn.NewInferenceModel(d, cfg)
+	m, err := nn.NewInferenceModel(d, cfg, l.Layout)
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,35 @@ func dlinear(r *gpu.Recorder, dx, dw, dy, x, w *gpu.Buffer, N, Cout, Cin int, ac
 	return shaders.Matmul(r, dw, dy, x, Cout, Cin, N, shaders.TN, true)
 }
 
+// dlin records the backward of the linear map short of block l, y = x·Wᵀ:
+// dx (N, Cin) = dy·W, added to dx when accumulate is set. A trained block
+// accumulates dW += dyᵀ·x; a frozen one gets no weight gradient, and its
+// adapters' gradients accumulate (LoRABackward), with the input gradient
+// going through m.tmp when it must be added.
+func (m *Model) dlin(r *gpu.Recorder, l int, short string, dx, dy, x *gpu.Buffer, N, Cout, Cin int, accumulate bool) error {
+	name := fmt.Sprintf("layers.%d.%s", l, short)
+	if !m.layout.IsFrozen(l) {
+		return dlinear(r, dx, m.grads[name], dy, x, m.params[name], N, Cout, Cin, accumulate)
+	}
+	out := dx
+	if accumulate {
+		out = m.tmp
+	}
+	w, wf := m.params[name], m.Format(name)
+	var err error
+	if u, ok := m.loraU[name]; ok {
+		an, bn := LoRANames(name)
+		err = shaders.LoRABackward(r, out, m.grads[an], m.grads[bn], m.loraDU, dy, x, u, w, m.params[an], m.params[bn],
+			N, Cin, Cout, m.layout.R, m.layout.Scale(), wf)
+	} else {
+		err = shaders.FrozenLinearBackward(r, out, dy, w, N, Cin, Cout, wf)
+	}
+	if err != nil || !accumulate {
+		return err
+	}
+	return shaders.Accumulate(r, dx, m.tmp, N*Cin, 1)
+}
+
 // Backward records the backward pass from the head's dhf (left in m.dh by
 // Head) down to the embedding, walking the blocks L-1..0. Parameter
 // gradients accumulate (+=), so micro-batches add up; activation gradients
@@ -32,29 +61,34 @@ func (m *Model) Backward(r *gpu.Recorder) error {
 		a := m.acts[l]
 		name := func(n string) string { return fmt.Sprintf("layers.%d.%s", l, n) }
 		p := func(n string) *gpu.Buffer { return m.params[name(n)] }
-		g := func(n string) *gpu.Buffer { return m.grads[name(n)] }
+		gain := func(n string) *gpu.Buffer { // a frozen gain's gradient is discarded
+			if m.layout.IsFrozen(l) {
+				return m.dgain
+			}
+			return m.grads[name(n)]
+		}
 		steps := []func() error{
 			// MLP branch: out = x2 + s·w2ᵀ, s = silu(g)*u, g = h2·w1ᵀ, u = h2·w3ᵀ, h2 = norm(x2).
-			func() error { return dlinear(r, m.ds, g("mlp.w2"), m.dx, a.s, p("mlp.w2"), N, C, H, false) },
+			func() error { return m.dlin(r, l, "mlp.w2", m.ds, m.dx, a.s, N, C, H, false) },
 			func() error { return shaders.SwiGLUBackward(r, m.dg, m.du, m.ds, a.g, a.u, N*H) },
-			func() error { return dlinear(r, m.dh, g("mlp.w1"), m.dg, a.h2, p("mlp.w1"), N, H, C, false) },
-			func() error { return dlinear(r, m.dh, g("mlp.w3"), m.du, a.h2, p("mlp.w3"), N, H, C, true) },
+			func() error { return m.dlin(r, l, "mlp.w1", m.dh, m.dg, a.h2, N, H, C, false) },
+			func() error { return m.dlin(r, l, "mlp.w3", m.dh, m.du, a.h2, N, H, C, true) },
 			func() error {
-				return shaders.RMSNormBackward(r, m.dx2, g("mlp_norm"), m.dh, a.x2, p("mlp_norm"), a.rstd2, N, C)
+				return shaders.RMSNormBackward(r, m.dx2, gain("mlp_norm"), m.dh, a.x2, p("mlp_norm"), a.rstd2, N, C)
 			},
 			func() error { return shaders.Accumulate(r, m.dx2, m.dx, N*C, 1) }, // residual path
 			// Attention branch: x2 = x + att·woᵀ, att = attn(rope(h1·wqᵀ), rope(h1·wkᵀ), h1·wvᵀ), h1 = norm(x).
-			func() error { return dlinear(r, m.datt, g("attn.wo"), m.dx2, a.att, p("attn.wo"), N, C, C, false) },
+			func() error { return m.dlin(r, l, "attn.wo", m.datt, m.dx2, a.att, N, C, C, false) },
 			func() error {
 				return shaders.AttentionBackward(r, m.dq, m.dk, m.dv, m.datt, a.q, a.k, a.v, a.att, a.lse, c.B, c.T, c.NH, HS)
 			},
 			func() error { return shaders.RoPEBackwardInPlace(r, m.dq, c.B, c.T, c.NH, HS, theta) },
 			func() error { return shaders.RoPEBackwardInPlace(r, m.dk, c.B, c.T, c.NH, HS, theta) },
-			func() error { return dlinear(r, m.dh, g("attn.wq"), m.dq, a.h1, p("attn.wq"), N, C, C, false) },
-			func() error { return dlinear(r, m.dh, g("attn.wk"), m.dk, a.h1, p("attn.wk"), N, C, C, true) },
-			func() error { return dlinear(r, m.dh, g("attn.wv"), m.dv, a.h1, p("attn.wv"), N, C, C, true) },
+			func() error { return m.dlin(r, l, "attn.wq", m.dh, m.dq, a.h1, N, C, C, false) },
+			func() error { return m.dlin(r, l, "attn.wk", m.dh, m.dk, a.h1, N, C, C, true) },
+			func() error { return m.dlin(r, l, "attn.wv", m.dh, m.dv, a.h1, N, C, C, true) },
 			func() error {
-				return shaders.RMSNormBackward(r, m.dx, g("attn_norm"), m.dh, a.x, p("attn_norm"), a.rstd1, N, C)
+				return shaders.RMSNormBackward(r, m.dx, gain("attn_norm"), m.dh, a.x, p("attn_norm"), a.rstd1, N, C)
 			},
 			func() error { return shaders.Accumulate(r, m.dx, m.dx2, N*C, 1) }, // residual path
 		}
@@ -77,6 +111,9 @@ func (m *Model) ZeroGrads(r *gpu.Recorder) error {
 		if err := r.Clear(g, 0, g.Size); err != nil {
 			return err
 		}
+	}
+	if m.dgain != nil { // keeps the discarded sum finite
+		return r.Clear(m.dgain, 0, m.dgain.Size)
 	}
 	return nil
 }

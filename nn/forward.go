@@ -47,6 +47,23 @@ func linear(r *gpu.Recorder, y, x, w *gpu.Buffer, N, Cout, Cin int) error {
 	return shaders.Matmul(r, y, x, w, N, Cout, Cin, shaders.NT, false)
 }
 
+// lin records y (N, Cout) = x (N, Cin) · Wᵀ for the linear map short of
+// block l: a plain product for a trained block; for a frozen one the LoRA
+// linear over the weight in its format, saving u = x·Aᵀ for the backward.
+func (m *Model) lin(r *gpu.Recorder, l int, short string, y, x *gpu.Buffer, N, Cout, Cin int) error {
+	name := fmt.Sprintf("layers.%d.%s", l, short)
+	if !m.layout.IsFrozen(l) {
+		return linear(r, y, x, m.params[name], N, Cout, Cin)
+	}
+	w, wf := m.params[name], m.Format(name)
+	u, ok := m.loraU[name]
+	if !ok {
+		return shaders.FrozenLinearForward(r, y, x, w, N, Cin, Cout, wf)
+	}
+	an, bn := LoRANames(name)
+	return shaders.LoRAForward(r, y, u, x, w, m.params[an], m.params[bn], N, Cin, Cout, m.layout.R, m.layout.Scale(), wf)
+}
+
 // Forward records the forward pass of the uploaded batch through the final
 // norm, leaving the block activations in place for the backward.
 func (m *Model) Forward(r *gpu.Recorder) error {
@@ -66,19 +83,19 @@ func (m *Model) Forward(r *gpu.Recorder) error {
 		}
 		steps := []func() error{
 			func() error { return shaders.RMSNormForward(r, a.h1, a.rstd1, a.x, p("attn_norm"), N, C, eps) },
-			func() error { return linear(r, a.q, a.h1, p("attn.wq"), N, C, C) },
-			func() error { return linear(r, a.k, a.h1, p("attn.wk"), N, C, C) },
-			func() error { return linear(r, a.v, a.h1, p("attn.wv"), N, C, C) },
+			func() error { return m.lin(r, l, "attn.wq", a.q, a.h1, N, C, C) },
+			func() error { return m.lin(r, l, "attn.wk", a.k, a.h1, N, C, C) },
+			func() error { return m.lin(r, l, "attn.wv", a.v, a.h1, N, C, C) },
 			func() error { return shaders.RoPEForwardInPlace(r, a.q, c.B, c.T, c.NH, HS, theta) },
 			func() error { return shaders.RoPEForwardInPlace(r, a.k, c.B, c.T, c.NH, HS, theta) },
 			func() error { return shaders.AttentionForward(r, a.att, a.lse, a.q, a.k, a.v, c.B, c.T, c.NH, HS) },
-			func() error { return linear(r, m.tmp, a.att, p("attn.wo"), N, C, C) },
+			func() error { return m.lin(r, l, "attn.wo", m.tmp, a.att, N, C, C) },
 			func() error { return shaders.ResidualForward(r, a.x2, a.x, m.tmp, N*C) },
 			func() error { return shaders.RMSNormForward(r, a.h2, a.rstd2, a.x2, p("mlp_norm"), N, C, eps) },
-			func() error { return linear(r, a.g, a.h2, p("mlp.w1"), N, H, C) },
-			func() error { return linear(r, a.u, a.h2, p("mlp.w3"), N, H, C) },
+			func() error { return m.lin(r, l, "mlp.w1", a.g, a.h2, N, H, C) },
+			func() error { return m.lin(r, l, "mlp.w3", a.u, a.h2, N, H, C) },
 			func() error { return shaders.SwiGLUForward(r, a.s, a.g, a.u, N*H) },
-			func() error { return linear(r, m.tmp, a.s, p("mlp.w2"), N, C, H) },
+			func() error { return m.lin(r, l, "mlp.w2", m.tmp, a.s, N, C, H) },
 			func() error { return shaders.ResidualForward(r, next, a.x2, m.tmp, N*C) },
 		}
 		for _, s := range steps {

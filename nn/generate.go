@@ -17,16 +17,16 @@ type SampleOptions struct {
 	Stop int64
 }
 
-// CopyParamsFrom records copies of every parameter of src into m (same
-// config up to batch size) and flushes.
+// CopyParamsFrom records copies of every tensor of src into m (same
+// config up to batch size, same layout) and flushes.
 func (m *Model) CopyParamsFrom(src *Model) error {
 	r := m.D.NewRecorder()
-	for _, s := range m.specs {
+	for _, s := range append(append([]ParamSpec(nil), m.specs...), m.frozen...) {
 		b, ok := src.params[s.Name]
-		if !ok {
-			return fmt.Errorf("copy parameters: source has no %s", s.Name)
+		if !ok || src.Format(s.Name) != m.Format(s.Name) {
+			return fmt.Errorf("copy parameters: source has no %s in %v", s.Name, m.Format(s.Name))
 		}
-		if err := r.Copy(m.params[s.Name], 0, b, 0, uint64(4*s.Numel())); err != nil {
+		if err := r.Copy(m.params[s.Name], 0, b, 0, m.Format(s.Name).Bytes(s.Numel())); err != nil {
 			return err
 		}
 	}

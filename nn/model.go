@@ -2,6 +2,7 @@ package nn
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/step-gpu/step-gpu/gpu"
 	"github.com/step-gpu/step-gpu/shaders"
@@ -15,8 +16,11 @@ type Model struct {
 	D   *gpu.Device
 	Cfg Config
 
-	specs  []ParamSpec
-	params map[string]*gpu.Buffer // CatParams
+	layout Layout
+	specs  []ParamSpec                      // trained: gradients and AdamW state
+	frozen []ParamSpec                      // frozen blocks' tensors (Layout)
+	wf     map[string]shaders.WeightFormat // storage format of each frozen tensor
+	params map[string]*gpu.Buffer           // CatParams (adapters: CatLoRA)
 	grads  map[string]*gpu.Buffer // CatGrads
 	m, v   map[string]*gpu.Buffer // CatOptState
 
@@ -38,6 +42,13 @@ type Model struct {
 	// Backward scratch.
 	dx, dx2, dh, dq, dk, dv, datt, tmp *gpu.Buffer // (N, C)
 	ds, dg, du                         *gpu.Buffer // (N, H)
+
+	// Adapters: u (N, R) saved per adapted linear map (keyed by the map's
+	// name), du (N, R) backward scratch, and dgain (C), where the frozen
+	// RMSNorm gains' gradients go (the kernel always produces one).
+	loraU  map[string]*gpu.Buffer
+	loraDU *gpu.Buffer
+	dgain  *gpu.Buffer
 
 	// Optimizer scratch.
 	partials, clip, hyper *gpu.Buffer
@@ -62,27 +73,47 @@ type layerBuffers struct {
 // parameters from seed (nn.InitTensor). It fails with the tensor's name and
 // the ledger's total when an allocation does not fit the device.
 func NewModel(d *gpu.Device, cfg Config, seed uint64) (*Model, error) {
-	return newModel(d, cfg, seed, false)
+	return newModel(d, cfg, Layout{}, seed, false)
+}
+
+// NewStagedModel allocates a model whose blocks are frozen or trained as
+// the layout says (a STEP stage) and initialises every tensor from seed;
+// the caller overwrites the frozen ones with the grown weights.
+func NewStagedModel(d *gpu.Device, cfg Config, lo Layout, seed uint64) (*Model, error) {
+	return newModel(d, cfg, lo, seed, false)
 }
 
 // NewInferenceModel allocates a model for forward passes only: parameters
-// and activations, no gradients, optimizer state or backward scratch.
-func NewInferenceModel(d *gpu.Device, cfg Config) (*Model, error) {
-	return newModel(d, cfg, 1, true)
+// and activations, no gradients, optimizer state or backward scratch. The
+// layout lets it hold a staged checkpoint as trained (frozen weights in
+// their format, adapters unmerged); pass Layout{} for a vanilla one.
+func NewInferenceModel(d *gpu.Device, cfg Config, lo Layout) (*Model, error) {
+	return newModel(d, cfg, lo, 1, true)
 }
 
-func newModel(d *gpu.Device, cfg Config, seed uint64, inference bool) (*Model, error) {
+func newModel(d *gpu.Device, cfg Config, lo Layout, seed uint64, inference bool) (*Model, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	m := &Model{D: d, Cfg: cfg, specs: cfg.ParamSpecs(), params: map[string]*gpu.Buffer{}, inference: inference,
-		grads: map[string]*gpu.Buffer{}, m: map[string]*gpu.Buffer{}, v: map[string]*gpu.Buffer{}}
+	if err := lo.Validate(cfg); err != nil {
+		return nil, err
+	}
+	m := &Model{D: d, Cfg: cfg, layout: lo, params: map[string]*gpu.Buffer{}, inference: inference,
+		grads: map[string]*gpu.Buffer{}, m: map[string]*gpu.Buffer{}, v: map[string]*gpu.Buffer{},
+		wf: map[string]shaders.WeightFormat{}, loraU: map[string]*gpu.Buffer{}}
+	m.specs, m.frozen = cfg.StagedSpecs(lo)
+	for _, s := range m.frozen {
+		m.wf[s.Name] = shaders.F32
+		if len(s.Shape) == 2 {
+			m.wf[s.Name] = lo.Format
+		}
+	}
 	if err := m.alloc(); err != nil {
 		m.Release()
 		return nil, err
 	}
-	for _, s := range m.specs {
-		if err := m.params[s.Name].WriteF32(0, InitTensor(s, seed)); err != nil {
+	for _, s := range append(append([]ParamSpec(nil), m.specs...), m.frozen...) {
+		if err := m.WriteParam(s.Name, InitTensor(s, seed)); err != nil {
 			m.Release()
 			return nil, err
 		}
@@ -91,7 +122,11 @@ func newModel(d *gpu.Device, cfg Config, seed uint64, inference bool) (*Model, e
 }
 
 func (m *Model) buf(name string, cat gpu.Category, n int) (*gpu.Buffer, error) {
-	b, err := m.D.NewBuffer(name, cat, uint64(4*n))
+	return m.bufBytes(name, cat, uint64(4*n))
+}
+
+func (m *Model) bufBytes(name string, cat gpu.Category, bytes uint64) (*gpu.Buffer, error) {
+	b, err := m.D.NewBuffer(name, cat, bytes)
 	if err != nil {
 		return nil, err
 	}
@@ -113,9 +148,22 @@ func (m *Model) alloc() error {
 	}
 	var sizes []int
 	var names []string
+	for _, s := range m.frozen {
+		if err == nil {
+			m.params[s.Name], err = m.bufBytes(s.Name, gpu.CatParams, m.wf[s.Name].Bytes(s.Numel()))
+		}
+	}
 	for _, s := range m.specs {
 		n := s.Numel()
-		m.params[s.Name] = must(s.Name, gpu.CatParams, n)
+		cat := gpu.CatParams
+		if s.LoRA {
+			cat = gpu.CatLoRA
+		}
+		m.params[s.Name] = must(s.Name, cat, n)
+		if s.LoRA && strings.HasSuffix(s.Name, ".lora_a") {
+			lin := strings.TrimSuffix(s.Name, ".lora_a")
+			m.loraU[lin] = must("act.lora_u."+lin, gpu.CatActivations, N*m.layout.R)
+		}
 		if !m.inference {
 			m.grads[s.Name] = must("grad."+s.Name, gpu.CatGrads, n)
 			m.m[s.Name] = must("adam_m."+s.Name, gpu.CatOptState, n)
@@ -167,6 +215,12 @@ func (m *Model) alloc() error {
 	m.ds = must("scratch.ds", gpu.CatScratch, N*c.H)
 	m.dg = must("scratch.dg", gpu.CatScratch, N*c.H)
 	m.du = must("scratch.du", gpu.CatScratch, N*c.H)
+	if len(m.loraU) > 0 {
+		m.loraDU = must("scratch.lora_du", gpu.CatScratch, N*m.layout.R)
+	}
+	if len(m.frozen) > 0 {
+		m.dgain = must("scratch.frozen_dgain", gpu.CatScratch, c.C)
+	}
 	first, total := shaders.GradNormPlan(sizes)
 	m.normSlots = map[string]int{}
 	for i, n := range names {
@@ -187,7 +241,7 @@ func (m *Model) Release() {
 	m.all = nil
 }
 
-// Names returns the parameter names in spec order.
+// Names returns the trained parameter names in spec order.
 func (m *Model) Names() []string {
 	out := make([]string, len(m.specs))
 	for i, s := range m.specs {
@@ -196,8 +250,23 @@ func (m *Model) Names() []string {
 	return out
 }
 
-// Specs returns the parameter specs.
+// Specs returns the specs of the trained parameters (adapters included).
 func (m *Model) Specs() []ParamSpec { return m.specs }
+
+// FrozenSpecs returns the specs of the frozen blocks' tensors.
+func (m *Model) FrozenSpecs() []ParamSpec { return m.frozen }
+
+// Layout returns the model's layout (which blocks are frozen, the adapters).
+func (m *Model) Layout() Layout { return m.layout }
+
+// Format returns how a tensor is stored: a frozen weight matrix in the
+// layout's format, everything else float32.
+func (m *Model) Format(name string) shaders.WeightFormat {
+	if f, ok := m.wf[name]; ok {
+		return f
+	}
+	return shaders.F32
+}
 
 // Param returns a parameter's buffer, or nil.
 func (m *Model) Param(name string) *gpu.Buffer { return m.params[name] }
@@ -205,8 +274,34 @@ func (m *Model) Param(name string) *gpu.Buffer { return m.params[name] }
 // Grad returns a parameter's gradient buffer, or nil.
 func (m *Model) Grad(name string) *gpu.Buffer { return m.grads[name] }
 
-// ReadParam downloads a parameter.
-func (m *Model) ReadParam(name string) ([]float32, error) { return m.readNamed(m.params, name) }
+// spec finds a tensor's spec among the trained and the frozen ones.
+func (m *Model) spec(name string) (ParamSpec, bool) {
+	for _, set := range [][]ParamSpec{m.specs, m.frozen} {
+		for _, s := range set {
+			if s.Name == name {
+				return s, true
+			}
+		}
+	}
+	return ParamSpec{}, false
+}
+
+// ReadParam downloads a parameter as float32 values; a frozen half
+// weight is widened exactly.
+func (m *Model) ReadParam(name string) ([]float32, error) {
+	s, ok := m.spec(name)
+	if !ok {
+		return nil, fmt.Errorf("model has no tensor %s", name)
+	}
+	if m.Format(name) == shaders.Half {
+		words, err := m.params[name].ReadU32(0, (s.Numel()+1)/2)
+		if err != nil {
+			return nil, err
+		}
+		return shaders.UnpackHalf(words, s.Numel()), nil
+	}
+	return m.params[name].ReadF32(0, s.Numel())
+}
 
 // ReadGrad downloads a gradient.
 func (m *Model) ReadGrad(name string) ([]float32, error) { return m.readNamed(m.grads, name) }
@@ -216,25 +311,23 @@ func (m *Model) readNamed(set map[string]*gpu.Buffer, name string) ([]float32, e
 	if !ok {
 		return nil, fmt.Errorf("model has no tensor %s", name)
 	}
-	for _, s := range m.specs {
-		if s.Name == name {
-			return b.ReadF32(0, s.Numel())
-		}
-	}
-	return nil, fmt.Errorf("model has no tensor %s", name)
+	return b.ReadF32(0, m.numel(name))
 }
 
-// WriteParam uploads a parameter, checking its length.
+// WriteParam uploads a parameter, checking its length; a frozen half
+// weight is rounded to half precision (shaders.PackHalf).
 func (m *Model) WriteParam(name string, data []float32) error {
-	for _, s := range m.specs {
-		if s.Name == name {
-			if len(data) != s.Numel() {
-				return fmt.Errorf("parameter %s: %d values, want %d (shape %v)", name, len(data), s.Numel(), s.Shape)
-			}
-			return m.params[name].WriteF32(0, data)
-		}
+	s, ok := m.spec(name)
+	if !ok {
+		return fmt.Errorf("model has no parameter %s", name)
 	}
-	return fmt.Errorf("model has no parameter %s", name)
+	if len(data) != s.Numel() {
+		return fmt.Errorf("parameter %s: %d values, want %d (shape %v)", name, len(data), s.Numel(), s.Shape)
+	}
+	if m.Format(name) == shaders.Half {
+		return m.params[name].WriteU32(0, shaders.PackHalf(data))
+	}
+	return m.params[name].WriteF32(0, data)
 }
 
 // ReadState downloads an AdamW moment of a parameter: kind is "m" or "v".
@@ -273,10 +366,8 @@ func (m *Model) stateSet(kind string) (map[string]*gpu.Buffer, error) {
 }
 
 func (m *Model) numel(name string) int {
-	for _, s := range m.specs {
-		if s.Name == name {
-			return s.Numel()
-		}
+	if s, ok := m.spec(name); ok {
+		return s.Numel()
 	}
 	return -1
 }

@@ -17,9 +17,16 @@ type ParamSpec struct {
 	Layer int
 	// Decay says whether AdamW applies weight decay (matrices only).
 	Decay bool
-	// Std is the initial standard deviation; 0 means the tensor starts at 1
-	// (RMSNorm gains).
+	// Std is the initial standard deviation of a normal draw; 0 (with
+	// Bound 0 and Zero unset) means the tensor starts at 1 (RMSNorm gains).
 	Std float64
+	// Bound, when positive, draws the initial values uniformly from
+	// [-Bound, Bound) instead (LoRA's A).
+	Bound float64
+	// Zero starts the tensor at zero (LoRA's B).
+	Zero bool
+	// LoRA marks an adapter tensor (ledger category gpu.CatLoRA).
+	LoRA bool
 }
 
 // Numel returns the number of elements.
@@ -79,7 +86,10 @@ func (c Config) ParamSpecs() []ParamSpec {
 // adds layers without disturbing the others).
 func InitTensor(p ParamSpec, seed uint64) []float32 {
 	out := make([]float32, p.Numel())
-	if p.Std == 0 {
+	if p.Zero {
+		return out
+	}
+	if p.Std == 0 && p.Bound == 0 {
 		for i := range out {
 			out[i] = 1
 		}
@@ -89,7 +99,11 @@ func InitTensor(p ParamSpec, seed uint64) []float32 {
 	h.Write([]byte(p.Name))
 	rng := rand.New(rand.NewPCG(seed, h.Sum64()))
 	for i := range out {
-		out[i] = float32(rng.NormFloat64() * p.Std)
+		if p.Bound > 0 {
+			out[i] = float32((2*rng.Float64() - 1) * p.Bound)
+		} else {
+			out[i] = float32(rng.NormFloat64() * p.Std)
+		}
 	}
 	return out
 }

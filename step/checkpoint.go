@@ -154,6 +154,9 @@ type Loaded struct {
 	Opt    Options
 	Tok    *tokenizer.Tokenizer
 	Cursor int64
+	// Layout is the stage's layout (frozen blocks, adapters); zero for a
+	// vanilla run.
+	Layout nn.Layout
 }
 
 // OpenCheckpoint opens a checkpoint and checks, before any GPU memory is

@@ -2,6 +2,7 @@ package step
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/step-gpu/step-gpu/gpu"
 	"github.com/step-gpu/step-gpu/nn"
@@ -24,6 +25,26 @@ type PlanOptions struct {
 	// FrozenF32 keeps frozen weights in float32 instead of half precision
 	// packed two per u32.
 	FrozenF32 bool
+	// Targets names the adapted linear maps of a frozen block
+	// (nn.LinearNames); empty means all seven.
+	Targets []string
+}
+
+// layout returns the nn.Layout a stage of c with the first frozen blocks
+// frozen has under these options. Which blocks are frozen does not change
+// the bytes, only how many.
+func (o PlanOptions) layout(c nn.Config, frozen int) nn.Layout {
+	lo := nn.Layout{R: o.R, Alpha: 1, Targets: o.Targets, Format: shaders.Half}
+	if o.FrozenF32 {
+		lo.Format = shaders.F32
+	}
+	if frozen > 0 {
+		lo.Frozen = make([]bool, c.L)
+		for l := range frozen {
+			lo.Frozen[l] = true
+		}
+	}
+	return lo
 }
 
 // Footprint is the bytes of a stage's GPU buffers by ledger category (see
@@ -103,9 +124,10 @@ func (f *Footprint) trained(cat gpu.Category, n int) {
 // the frozen layers (0 <= frozen < c.L) were trained in earlier stages.
 //
 // With frozen = 0 it mirrors nn.NewModel buffer by buffer. For frozen > 0 it
-// adds STEP's extension: frozen layers keep only their weights, in packed
-// half precision (whole u32 words, 16-byte aligned) unless o.FrozenF32,
-// with no gradient or AdamW state; each of their seven linear maps gets
+// adds STEP's extension (nn.Layout, nn.StagedSpecs): frozen layers keep only
+// their weights, matrices in packed half precision (whole u32 words,
+// 16-byte aligned) unless o.FrozenF32 and RMSNorm gains in float32, with no
+// gradient or AdamW state; each of their adapted linear maps (o.Targets) gets
 // LoRA adapters A (R, Cin) and B (Cout, R) in category lora, with
 // gradients and AdamW state, and the adapter forward saves u = A x (N, R)
 // as an activation. Activations are not reduced by freezing, since the
@@ -135,26 +157,33 @@ func PlanStage(c nn.Config, frozen int, o PlanOptions) (Footprint, error) {
 
 	var f Footprint
 	var trainable []int // sizes of the trained tensors, for the grad-norm partials
-	for _, s := range c.ParamSpecs() {
+	lo := o.layout(c, frozen)
+	if err := lo.Validate(c); err != nil {
+		return Footprint{}, err
+	}
+	train, froze := c.StagedSpecs(lo)
+	adapters := 0
+	for _, s := range froze {
 		n := s.Numel()
-		if s.Layer < 0 || s.Layer >= frozen {
+		switch {
+		case len(s.Shape) == 1: // RMSNorm gains stay float32
+			f.f32(gpu.CatParams, n)
+		default:
+			f.buf(gpu.CatParams, lo.Format.Bytes(n))
+		}
+	}
+	for _, s := range train {
+		n := s.Numel()
+		trainable = append(trainable, n)
+		if !s.LoRA {
 			f.trained(gpu.CatParams, n)
-			trainable = append(trainable, n)
 			continue
 		}
-		if o.FrozenF32 {
-			f.buf(gpu.CatParams, shaders.F32.Bytes(n))
-		} else {
-			f.buf(gpu.CatParams, shaders.Half.Bytes(n))
+		f.trained(gpu.CatLoRA, n)
+		if strings.HasSuffix(s.Name, ".lora_a") { // u (N, R) saved per adapted map
+			f.f32(gpu.CatActivations, N*o.R)
+			adapters++
 		}
-		if len(s.Shape) != 2 || o.R == 0 {
-			continue // RMSNorm gains get no adapter
-		}
-		cout, cin := s.Shape[0], s.Shape[1]
-		f.trained(gpu.CatLoRA, o.R*cin)  // A (R, Cin)
-		f.trained(gpu.CatLoRA, cout*o.R) // B (Cout, R)
-		f.f32(gpu.CatActivations, N*o.R) // u (N, R)
-		trainable = append(trainable, o.R*cin, cout*o.R)
 	}
 
 	// Activations saved for the backward, per block as nn.Model's
@@ -190,6 +219,12 @@ func PlanStage(c nn.Config, frozen int, o PlanOptions) (Footprint, error) {
 	}
 	for range 3 { // ds, dg, du
 		f.f32(gpu.CatScratch, N*c.H)
+	}
+	if adapters > 0 { // the adapters' du (N, R)
+		f.f32(gpu.CatScratch, N*o.R)
+	}
+	if frozen > 0 { // where the frozen gains' gradients go (C)
+		f.f32(gpu.CatScratch, c.C)
 	}
 	_, partials := shaders.GradNormPlan(trainable)
 	f.f32(gpu.CatScratch, partials)

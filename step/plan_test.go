@@ -1,7 +1,6 @@
 package step
 
 import (
-	"fmt"
 	"math"
 	"slices"
 	"testing"
@@ -289,19 +288,38 @@ func TestPlanSplitStages(t *testing.T) {
 // holds kernel-internal caches that the plan leaves out.
 func TestPlanMatchesLedger(t *testing.T) {
 	d := gputest.Device(t)
-	for _, c := range []nn.Config{
-		{V: 97, C: 32, L: 3, NH: 4, H: 88, T: 13, B: 3, RoPE: 10000, NormEps: 1e-5},
-		{V: 300, C: 16, L: 1, NH: 2, H: 40, T: 7, B: 1, RoPE: 10000, NormEps: 1e-5},
+	c3 := nn.Config{V: 97, C: 32, L: 3, NH: 4, H: 88, T: 13, B: 3, RoPE: 10000, NormEps: 1e-5}
+	c1 := nn.Config{V: 300, C: 16, L: 1, NH: 2, H: 40, T: 7, B: 1, RoPE: 10000, NormEps: 1e-5}
+	for _, c := range []struct {
+		name   string
+		cfg    nn.Config
+		frozen []bool
+		o      PlanOptions
+	}{
+		{"vanilla_L3", c3, nil, PlanOptions{R: 64}},
+		{"vanilla_L1", c1, nil, PlanOptions{R: 64}},
+		{"frozen_half_R8", c3, []bool{true, false, true}, PlanOptions{R: 8}},
+		{"frozen_f32_R5_subset", c3, []bool{false, true, false}, PlanOptions{R: 5, FrozenF32: true, Targets: []string{"attn.wq", "mlp.w2"}}},
+		{"frozen_no_lora", c3, []bool{true, true, false}, PlanOptions{}},
 	} {
-		t.Run(fmt.Sprintf("C%d_L%d", c.C, c.L), func(t *testing.T) {
+		t.Run(c.name, func(t *testing.T) {
+			frozen := 0
+			for _, f := range c.frozen {
+				if f {
+					frozen++
+				}
+			}
+			lo := c.o.layout(c.cfg, frozen)
+			lo.Frozen = c.frozen
 			before := d.Ledger.Snapshot().Current
-			m, err := nn.NewModel(d, c, 1)
+			m, err := nn.NewStagedModel(d, c.cfg, lo, 1)
 			require.NoError(t, err)
 			after := d.Ledger.Snapshot().Current
 			m.Release()
 
-			limit := min(d.Limits.MaxStorageBufferBindingSize, d.Limits.MaxBufferSize)
-			plan, err := PlanStage(c, 0, PlanOptions{R: 64, BindingLimit: limit})
+			o := c.o
+			o.BindingLimit = min(d.Limits.MaxStorageBufferBindingSize, d.Limits.MaxBufferSize)
+			plan, err := PlanStage(c.cfg, frozen, o)
 			require.NoError(t, err)
 			for _, cat := range []gpu.Category{gpu.CatParams, gpu.CatGrads, gpu.CatOptState, gpu.CatActivations, gpu.CatLoRA} {
 				require.Equal(t, after[cat.String()]-before[cat.String()], plan.Get(cat), "category %s", cat)

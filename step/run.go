@@ -148,7 +148,7 @@ func (t *Trainer) Run() (float64, error) {
 			if sampler == nil {
 				cfg := o.Model
 				cfg.B = 1
-				if sampler, err = nn.NewInferenceModel(t.D, cfg); err != nil {
+				if sampler, err = nn.NewInferenceModel(t.D, cfg, t.Model.Layout()); err != nil {
 					return math.NaN(), err
 				}
 			}
