@@ -17,12 +17,12 @@ type Model struct {
 	Cfg Config
 
 	layout Layout
-	specs  []ParamSpec                      // trained: gradients and AdamW state
-	frozen []ParamSpec                      // frozen blocks' tensors (Layout)
+	specs  []ParamSpec                     // trained: gradients and AdamW state
+	frozen []ParamSpec                     // frozen blocks' tensors (Layout)
 	wf     map[string]shaders.WeightFormat // storage format of each frozen tensor
-	params map[string]*gpu.Buffer           // CatParams (adapters: CatLoRA)
-	grads  map[string]*gpu.Buffer // CatGrads
-	m, v   map[string]*gpu.Buffer // CatOptState
+	params map[string]*gpu.Buffer          // CatParams (adapters: CatLoRA)
+	grads  map[string]*gpu.Buffer          // CatGrads
+	m, v   map[string]*gpu.Buffer          // CatOptState
 
 	acts    []layerBuffers // per block, saved for the backward
 	xf      *gpu.Buffer    // (N, C) residual stream after the last block
