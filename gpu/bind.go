@@ -131,7 +131,7 @@ func (c *bindCache) remove(e *bindEntry) {
 	e.group.Release()
 	if e.uniform != nil {
 		e.uniform.Release()
-		c.ledger.sub(CatScratch, e.usize)
+		c.ledger.sub(CatCache, e.usize)
 	}
 }
 
@@ -189,7 +189,7 @@ func (d *Device) bindGroup(p *Pipeline, params []byte, args []Arg) (*wgpu.BindGr
 			return nil, fmt.Errorf("%s: params: %w", p.Name, err)
 		}
 		e.uniform, e.usize = u, uint64(len(params))
-		d.Ledger.add(CatScratch, e.usize)
+		d.Ledger.add(CatCache, e.usize)
 		entries = append(entries, wgpu.BindGroupEntry{Binding: 0, Buffer: u, Size: wgpu.WholeSize})
 	}
 	for i, a := range args {
@@ -229,7 +229,7 @@ func (d *Device) bindGroup(p *Pipeline, params []byte, args []Arg) (*wgpu.BindGr
 	if err != nil {
 		if e.uniform != nil {
 			e.uniform.Release()
-			d.Ledger.sub(CatScratch, e.usize)
+			d.Ledger.sub(CatCache, e.usize)
 		}
 		return nil, fmt.Errorf("%s: bind group: %w", p.Name, err)
 	}

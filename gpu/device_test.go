@@ -136,14 +136,26 @@ func TestSubmissionOverFiveSeconds(t *testing.T) {
 	}
 	run(64) // compile
 	probe := run(2048)
-	groups := uint32(min(float64(2048)*6/probe.Seconds(), 1<<30))
+	groups := uint32(min(float64(2048)*7/probe.Seconds(), 1<<30))
 	if groups < 2048 {
 		groups = 2048
 	}
-	el := run(groups)
-	t.Logf("one submission of %d workgroups took %v", groups, el)
+	// The machine's load can change between calibration and run (other
+	// processes share the cores): rescale and retry, at most twice, when
+	// the submission came out shorter than the limit.
+	var el time.Duration
+	runs := 2
+	for try := 0; try < 3; try++ {
+		el = run(groups)
+		runs++
+		t.Logf("one submission of %d workgroups took %v", groups, el)
+		if el > 5*time.Second {
+			break
+		}
+		groups = uint32(min(float64(groups)*7/el.Seconds(), 1<<30))
+	}
 	require.Greater(t, el, 5*time.Second, "the calibrated submission must exceed the 5 s limit to test it")
 	got, err := x.ReadF32(0, 1)
 	require.NoError(t, err)
-	require.Equal(t, float32(3), got[0], "three dispatches ran")
+	require.Equal(t, float32(runs), got[0], "every dispatch ran")
 }

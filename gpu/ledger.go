@@ -19,11 +19,16 @@ const (
 	CatActivations
 	CatLoRA
 	CatScratch
+	// CatCache holds kernel-internal caches whose size depends on the
+	// kernel path a device chose (matmul packing textures, RMSNorm partial
+	// sums, bind groups' uniform buffers), not on the model: memory plans
+	// report them apart.
+	CatCache
 	CatStaging
 	numCategories
 )
 
-var categoryNames = [numCategories]string{"params", "grads", "optstate", "activations", "lora", "scratch", "staging"}
+var categoryNames = [numCategories]string{"params", "grads", "optstate", "activations", "lora", "scratch", "cache", "staging"}
 
 // String returns the category's short name as used in logs and JSON.
 func (c Category) String() string {

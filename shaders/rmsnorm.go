@@ -203,7 +203,7 @@ func rmsnormScratch(d *gpu.Device, n int) (*gpu.Buffer, error) {
 	if b, ok := byDev[size]; ok {
 		return b, nil
 	}
-	b, err := d.NewBuffer(fmt.Sprintf("rmsnorm.dw_partial.%d", size), gpu.CatScratch, uint64(4*size))
+	b, err := d.NewBuffer(fmt.Sprintf("rmsnorm.dw_partial.%d", size), gpu.CatCache, uint64(4*size))
 	if err != nil {
 		return nil, fmt.Errorf("rmsnorm backward scratch: %w", err)
 	}
