@@ -2,6 +2,8 @@ package nn
 
 import (
 	"fmt"
+
+	"github.com/step-gpu/step-gpu/gpu"
 	"math"
 	"math/rand/v2"
 	"sort"
@@ -17,20 +19,20 @@ type SampleOptions struct {
 	Stop int64
 }
 
-// CopyParamsFrom records copies of every tensor of src into m (same
-// config up to batch size, same layout) and flushes.
-func (m *Model) CopyParamsFrom(src *Model) error {
-	r := m.D.NewRecorder()
-	for _, s := range append(append([]ParamSpec(nil), m.specs...), m.frozen...) {
-		b, ok := src.params[s.Name]
-		if !ok || src.Format(s.Name) != m.Format(s.Name) {
-			return fmt.Errorf("copy parameters: source has no %s in %v", s.Name, m.Format(s.Name))
-		}
-		if err := r.Copy(m.params[s.Name], 0, b, 0, m.Format(s.Name).Bytes(s.Numel())); err != nil {
-			return err
-		}
+// NewSampler returns a batch-1 inference model that shares src's weight
+// buffers (no copy: it always sees the current weights and costs only its
+// own activations, B = 1). Release it before src; it never frees the
+// shared weights.
+func NewSampler(src *Model) (*Model, error) {
+	cfg := src.Cfg
+	cfg.B = 1
+	m := &Model{D: src.D, Cfg: cfg, layout: src.layout, specs: src.specs, frozen: src.frozen, wf: src.wf,
+		params: src.params, shared: true, inference: true, loraU: map[string]*gpu.Buffer{}}
+	if err := m.alloc(); err != nil {
+		m.Release()
+		return nil, fmt.Errorf("allocate sampler: %w", err)
 	}
-	return r.Flush()
+	return m, nil
 }
 
 // Generate extends prompt by up to n tokens sampled from the model, which

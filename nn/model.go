@@ -59,6 +59,9 @@ type Model struct {
 	// inference is set for models without gradients, optimizer state or
 	// backward scratch (evaluation and sampling).
 	inference bool
+	// shared is set for a sampler that uses another model's weights
+	// (NewSampler): it neither allocates nor frees them.
+	shared bool
 }
 
 // layerBuffers are the activations of one block that the backward reads.
@@ -149,7 +152,7 @@ func (m *Model) alloc() error {
 	var sizes []int
 	var names []string
 	for _, s := range m.frozen {
-		if err == nil {
+		if err == nil && !m.shared {
 			m.params[s.Name], err = m.bufBytes(s.Name, gpu.CatParams, m.wf[s.Name].Bytes(s.Numel()))
 		}
 	}
@@ -159,7 +162,9 @@ func (m *Model) alloc() error {
 		if s.LoRA {
 			cat = gpu.CatLoRA
 		}
-		m.params[s.Name] = must(s.Name, cat, n)
+		if !m.shared {
+			m.params[s.Name] = must(s.Name, cat, n)
+		}
 		if s.LoRA && strings.HasSuffix(s.Name, ".lora_a") {
 			lin := strings.TrimSuffix(s.Name, ".lora_a")
 			m.loraU[lin] = must("act.lora_u."+lin, gpu.CatActivations, N*m.layout.R)
