@@ -10,8 +10,10 @@ import (
 // Magic opens every checkpoint file.
 const Magic = "STEPGPU\x00"
 
-// Version is the format version this package writes and the newest it reads.
-const Version uint32 = 1
+// Version is the format version this package writes and the newest it
+// reads. Version 2 added Header.Layout (STEP stages); version 1 files read
+// as vanilla runs.
+const Version uint32 = 2
 
 // prefixLen is magic (8) + version (4) + header length (8).
 const prefixLen = 20
@@ -111,6 +113,10 @@ type Header struct {
 	Stages int `msgpack:"stages"`
 	// Growth is the history of growth events so far.
 	Growth []Growth `msgpack:"growth"`
+	// Layout is the stage's model layout (which blocks are frozen, the
+	// adapters, the frozen weight format) as msgpack, decoded by package
+	// nn; empty for vanilla runs. Since version 2.
+	Layout msgpack.RawMessage `msgpack:"layout"`
 	// Step is the number of optimizer steps done; StageStep those of this stage.
 	Step      int `msgpack:"step"`
 	StageStep int `msgpack:"stage_step"`

@@ -46,6 +46,7 @@ type TrainCmd struct {
 	Resume      bool    `help:"Continue the run in --run-dir from its latest checkpoint."`
 	Profile     bool    `help:"Time every kernel of one training step, print the table and exit (no checkpoint)."`
 	ModelFlags  `embed:""`
+	StepFlags   `embed:"" group:"STEP"`
 }
 
 func (c *TrainCmd) options() (step.Options, error) {
@@ -102,7 +103,10 @@ func (c *TrainCmd) options() (step.Options, error) {
 	if o.ByteTokens {
 		o.Model.V = 257
 	}
-	return o, o.Validate()
+	if err := o.Validate(); err != nil {
+		return o, err
+	}
+	return o, c.StepFlags.apply(&o)
 }
 
 func setInt(dst *int, v int) {
@@ -138,7 +142,7 @@ func (c *TrainCmd) Run(e *Env) error {
 			return err
 		}
 		defer loaded.R.Close()
-		if err := step.SameModel(loaded.Config, withVocab(o, loaded.Config.V).Model); err != nil {
+		if err := step.SameModel(loaded.Final(), withVocab(o, loaded.Config.V).Model); err != nil {
 			return fmt.Errorf("resume from %s: %w", path, err)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/step-gpu/step-gpu/checkpoints"
 	"github.com/step-gpu/step-gpu/nn"
 	"github.com/step-gpu/step-gpu/nn/tokenizer"
+	"github.com/step-gpu/step-gpu/shaders"
 )
 
 // CheckpointDir is the folder of a run's checkpoints.
@@ -63,8 +65,29 @@ func (t *Trainer) Save() (string, error) {
 	return path, prune(dir, t.Opt.Keep)
 }
 
+// SaveStage writes the model a growth just made, before its first step, as
+// stage-N.ckpt in the run's checkpoint folder (never pruned), and points
+// LATEST at it. It returns the file's path.
+func (t *Trainer) SaveStage() (string, error) {
+	dir := CheckpointDir(t.Opt.RunDir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("save checkpoint: %w", err)
+	}
+	h, tensors, err := t.snapshot()
+	if err != nil {
+		return "", err
+	}
+	name := fmt.Sprintf("stage-%d.ckpt", t.Stage)
+	path := filepath.Join(dir, name)
+	if err := checkpoints.Write(path, h, tensors); err != nil {
+		return "", err
+	}
+	return path, writeAtomic(filepath.Join(dir, latestFile), []byte(name+"\n"))
+}
+
 func (t *Trainer) snapshot() (checkpoints.Header, []checkpoints.Tensor, error) {
-	cfgBytes, err := msgpack.Marshal(&t.Opt.Model)
+	m := t.Model
+	cfgBytes, err := msgpack.Marshal(&m.Cfg)
 	if err != nil {
 		return checkpoints.Header{}, nil, err
 	}
@@ -80,27 +103,70 @@ func (t *Trainer) snapshot() (checkpoints.Header, []checkpoints.Tensor, error) {
 	if err != nil {
 		return checkpoints.Header{}, nil, err
 	}
-	h := checkpoints.Header{Config: cfgBytes, Train: optBytes, Stage: 1, Stages: 1, Step: t.Step, StageStep: t.Step,
-		Tokens: t.Tokens, DataCursor: cursor, Tokenizer: tok,
+	h := checkpoints.Header{Config: cfgBytes, Train: optBytes, Stage: t.Stage, Stages: t.Stages(), Step: t.Step,
+		StageStep: t.StageStep, Tokens: t.Tokens, DataCursor: cursor, Tokenizer: tok, Growth: t.History,
 		Meta: map[string]string{"device": t.D.Info.Name, "written": time.Now().UTC().Format(time.RFC3339)}}
-	var tensors []checkpoints.Tensor
-	for _, s := range t.Model.Specs() {
-		p, err := t.Model.ReadParam(s.Name)
-		if err != nil {
+	if lo := m.Layout(); lo.FrozenCount() > 0 {
+		if h.Layout, err = msgpack.Marshal(&lo); err != nil {
 			return h, nil, err
 		}
+	}
+	tensors, err := ModelTensors(m, true)
+	return h, tensors, err
+}
+
+// ModelTensors returns the checkpoint tensors of a model: trained tensors
+// (group trainable, adapters group lora) as f32, with their AdamW moments
+// when optimizer is set, and frozen tensors (group frozen) as stored on the
+// device: half matrices as f16, the rest f32.
+func ModelTensors(m *nn.Model, optimizer bool) ([]checkpoints.Tensor, error) {
+	var tensors []checkpoints.Tensor
+	for _, s := range m.Specs() {
+		p, err := m.ReadParam(s.Name)
+		if err != nil {
+			return nil, err
+		}
+		group := checkpoints.Trainable
+		if s.LoRA {
+			group = checkpoints.LoRA
+		}
 		tensors = append(tensors, checkpoints.Tensor{Name: s.Name, DType: checkpoints.F32, Shape: s.Shape,
-			Group: checkpoints.Trainable, Data: f32Bytes(p)})
+			Group: group, Data: f32Bytes(p)})
+		if !optimizer {
+			continue
+		}
 		for _, kind := range []string{"m", "v"} {
-			st, err := t.Model.ReadState(kind, s.Name)
+			st, err := m.ReadState(kind, s.Name)
 			if err != nil {
-				return h, nil, err
+				return nil, err
 			}
 			tensors = append(tensors, checkpoints.Tensor{Name: "adam." + kind + "." + s.Name, DType: checkpoints.F32,
 				Shape: s.Shape, Group: checkpoints.Optimizer, Data: f32Bytes(st)})
 		}
 	}
-	return h, tensors, nil
+	for _, s := range m.FrozenSpecs() {
+		n := s.Numel()
+		if m.Format(s.Name) == shaders.Half {
+			words, err := m.Param(s.Name).ReadU32(0, (n+1)/2)
+			if err != nil {
+				return nil, err
+			}
+			b := make([]byte, 4*len(words))
+			for i, w := range words {
+				binary.LittleEndian.PutUint32(b[4*i:], w)
+			}
+			tensors = append(tensors, checkpoints.Tensor{Name: s.Name, DType: checkpoints.F16, Shape: s.Shape,
+				Group: checkpoints.Frozen, Data: b[:2*n]})
+			continue
+		}
+		p, err := m.ReadParam(s.Name)
+		if err != nil {
+			return nil, err
+		}
+		tensors = append(tensors, checkpoints.Tensor{Name: s.Name, DType: checkpoints.F32, Shape: s.Shape,
+			Group: checkpoints.Frozen, Data: f32Bytes(p)})
+	}
+	return tensors, nil
 }
 
 // writeAtomic writes a small file through a temporary file and a rename.
@@ -159,6 +225,15 @@ type Loaded struct {
 	Layout nn.Layout
 }
 
+// Final returns the config of the run's final model: the checkpoint's own
+// config for vanilla runs, the last stage's for STEP runs.
+func (l *Loaded) Final() nn.Config {
+	if len(l.R.Header.Train) > 0 && l.Opt.Model.L > 0 {
+		return l.Opt.Model
+	}
+	return l.Config
+}
+
 // OpenCheckpoint opens a checkpoint and checks, before any GPU memory is
 // allocated, that its header decodes and every parameter tensor has the
 // shape its config implies. Close L.R when done.
@@ -194,13 +269,31 @@ func OpenCheckpoint(path string) (*Loaded, error) {
 	if l.Tok.VocabSize() != l.Config.V {
 		return fail("tokenizer has %d tokens, config says vocab %d", l.Tok.VocabSize(), l.Config.V)
 	}
-	for _, s := range l.Config.ParamSpecs() {
-		e, ok := r.Header.Find(s.Name)
-		if !ok {
-			return fail("missing tensor %s", s.Name)
+	if len(r.Header.Layout) > 0 {
+		if err := msgpack.Unmarshal(r.Header.Layout, &l.Layout); err != nil {
+			return fail("layout: %v", err)
 		}
-		if fmt.Sprint(e.Shape) != fmt.Sprint(s.Shape) || e.DType != checkpoints.F32 {
-			return fail("tensor %s is %s %v, config needs f32 %v", s.Name, e.DType, e.Shape, s.Shape)
+		if err := l.Layout.Validate(l.Config); err != nil {
+			return fail("%v", err)
+		}
+	}
+	trained, frozen := l.Config.StagedSpecs(l.Layout)
+	for _, set := range []struct {
+		specs  []nn.ParamSpec
+		frozen bool
+	}{{trained, false}, {frozen, true}} {
+		for _, s := range set.specs {
+			e, ok := r.Header.Find(s.Name)
+			if !ok {
+				return fail("missing tensor %s", s.Name)
+			}
+			want := checkpoints.F32
+			if set.frozen && len(s.Shape) == 2 && l.Layout.Format == shaders.Half {
+				want = checkpoints.F16
+			}
+			if fmt.Sprint(e.Shape) != fmt.Sprint(s.Shape) || e.DType != want {
+				return fail("tensor %s is %s %v, config needs %s %v", s.Name, e.DType, e.Shape, want, s.Shape)
+			}
 		}
 	}
 	return l, nil
@@ -223,18 +316,32 @@ func SameModel(a, b nn.Config) error {
 	return nil
 }
 
-// LoadWeights uploads every parameter (and, with optimizer set, the AdamW
-// moments) of a checked checkpoint into the trainer's model.
+// LoadWeights uploads every tensor of a checked checkpoint into a model of
+// its config and layout (f16 frozen weights are restored bit for bit) and,
+// with optimizer set, the AdamW moments of the trained ones.
 func LoadWeights(l *Loaded, m *nn.Model, optimizer bool) error {
-	for _, s := range m.Specs() {
-		b, _, err := l.R.Read(s.Name)
+	if err := SameModel(l.Config, m.Cfg); err != nil && !sameButBatch(l.Config, m.Cfg) {
+		return fmt.Errorf("checkpoint %s: %w", l.R.Path(), err)
+	}
+	for _, s := range append(append([]nn.ParamSpec(nil), m.Specs()...), m.FrozenSpecs()...) {
+		b, e, err := l.R.Read(s.Name)
 		if err != nil {
 			return err
 		}
-		if err := m.WriteParam(s.Name, bytesF32(b)); err != nil {
+		v := bytesF32(b)
+		if e.DType == checkpoints.F16 {
+			words := make([]uint32, (len(b)+3)/4)
+			for i := range words {
+				var w [4]byte
+				copy(w[:], b[4*i:])
+				words[i] = binary.LittleEndian.Uint32(w[:])
+			}
+			v = shaders.UnpackHalf(words, s.Numel())
+		}
+		if err := m.WriteParam(s.Name, v); err != nil {
 			return err
 		}
-		if !optimizer {
+		if !optimizer || !slices.ContainsFunc(m.Specs(), func(x nn.ParamSpec) bool { return x.Name == s.Name }) {
 			continue
 		}
 		for _, kind := range []string{"m", "v"} {
@@ -253,12 +360,40 @@ func LoadWeights(l *Loaded, m *nn.Model, optimizer bool) error {
 	return nil
 }
 
-// Resume restores the trainer from a checked checkpoint: weights, AdamW
-// moments, step, tokens and the data cursor, so that the run continues with
-// exactly the losses an uninterrupted run would have had.
+// sameButBatch reports whether two configs differ at most in batch size
+// (evaluation and sampling load weights into batch-1 models).
+func sameButBatch(a, b nn.Config) bool {
+	a.B = b.B
+	return SameModel(a, b) == nil
+}
+
+// Resume restores the trainer from a checked checkpoint: the model of the
+// checkpoint's stage (grown and frozen as it was), weights, AdamW moments,
+// step, stage position, growth history, tokens and the data cursor, so that
+// the run continues with exactly the losses an uninterrupted run would have
+// had. The run's final model and stage plan must be the checkpoint's.
 func (t *Trainer) Resume(l *Loaded) error {
-	if err := SameModel(l.Config, t.Opt.Model); err != nil {
-		return fmt.Errorf("resume from %s: %w", l.R.Path(), err)
+	h := l.R.Header
+	fail := func(format string, args ...any) error {
+		return fmt.Errorf("resume from %s: %s", l.R.Path(), fmt.Sprintf(format, args...))
+	}
+	if err := SameModel(l.Final(), t.Opt.Model); err != nil {
+		return fail("%v", err)
+	}
+	if h.Stages != t.Stages() || fmt.Sprint(l.Opt.Stages) != fmt.Sprint(t.Opt.Stages) {
+		return fail("the checkpoint's run has %d stage(s) %v, this run asks for %d %v", h.Stages, l.Opt.Stages,
+			t.Stages(), t.Opt.Stages)
+	}
+	if h.Stage < 1 || h.Stage > t.Stages() {
+		return fail("stage %d outside 1..%d", h.Stage, t.Stages())
+	}
+	if l.Layout.FrozenCount() > 0 || l.Config.L != t.Model.Cfg.L {
+		m, err := nn.NewStagedModel(t.D, l.Config, l.Layout, t.Opt.Seed)
+		if err != nil {
+			return fail("allocate the stage %d model: %v", h.Stage, err)
+		}
+		t.Model.Release()
+		t.Model = m
 	}
 	if err := LoadWeights(l, t.Model, true); err != nil {
 		return err
@@ -266,7 +401,7 @@ func (t *Trainer) Resume(l *Loaded) error {
 	if err := t.Data.Train.SetCursor(l.Cursor); err != nil {
 		return err
 	}
-	t.Step = l.R.Header.Step
-	t.Tokens = l.R.Header.Tokens
+	t.Step, t.Tokens = h.Step, h.Tokens
+	t.Stage, t.StageStep, t.History = h.Stage, h.StageStep, h.Growth
 	return nil
 }

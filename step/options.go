@@ -45,6 +45,19 @@ type Options struct {
 	Seed uint64 `msgpack:"seed"`
 	// Shuffle visits training windows in a seeded random order.
 	Shuffle bool `msgpack:"shuffle"`
+
+	// Stages, when set, train the model in STEP stages (stages.go); Model
+	// is then the final model and Steps the sum of the stages' trained steps.
+	Stages []StageSpec `msgpack:"stages"`
+	// LoRARank and LoRAAlpha are the default adapters of frozen layers;
+	// LoRATargets limits the adapted linear maps; NoLoRA trains none (the
+	// paper's "no adapters" ablation); FrozenF32 keeps frozen weights in
+	// float32 instead of half precision.
+	LoRARank    int      `msgpack:"lora_rank"`
+	LoRAAlpha   float64  `msgpack:"lora_alpha"`
+	LoRATargets []string `msgpack:"lora_targets"`
+	NoLoRA      bool     `msgpack:"no_lora"`
+	FrozenF32   bool     `msgpack:"frozen_f32"`
 }
 
 // Defaults fills unset fields with sensible values for the model size.
@@ -67,6 +80,10 @@ func (o Options) Defaults() Options {
 	}
 	if o.LR == 0 {
 		o.LR = 1e-3
+	}
+	if o.Staged() {
+		o.Stages = append([]StageSpec(nil), o.Stages...)
+		o.Steps = o.fillStages()
 	}
 	if o.MinLR == 0 {
 		o.MinLR = o.LR / 10
@@ -122,6 +139,16 @@ func (o Options) Validate() error {
 		return fmt.Errorf("vocab size %d too small for BPE (at least 257; use --byte-tokens for 256)", o.Model.V)
 	case math.IsNaN(o.LR) || math.IsNaN(o.MinLR):
 		return fmt.Errorf("learning rate is NaN")
+	}
+	if o.Staged() {
+		if err := o.validateStages(); err != nil {
+			return err
+		}
+		lo := o.StageLayout(len(o.Stages))
+		lo.Frozen = nil
+		if err := lo.Validate(o.Model); err != nil {
+			return err
+		}
 	}
 	return o.Schedule().Validate()
 }

@@ -25,6 +25,9 @@ type PlanOptions struct {
 	// FrozenF32 keeps frozen weights in float32 instead of half precision
 	// packed two per u32.
 	FrozenF32 bool
+	// Sampler adds the batch-1 sampling model a run that prints samples
+	// allocates (nn.NewSampler: its own activations, shared weights).
+	Sampler bool
 	// Targets names the adapted linear maps of a frozen block
 	// (nn.LinearNames); empty means all seven.
 	Targets []string
@@ -180,41 +183,20 @@ func PlanStage(c nn.Config, frozen int, o PlanOptions) (Footprint, error) {
 			continue
 		}
 		f.trained(gpu.CatLoRA, n)
-		if strings.HasSuffix(s.Name, ".lora_a") { // u (N, R) saved per adapted map
-			f.f32(gpu.CatActivations, N*o.R)
+		if strings.HasSuffix(s.Name, ".lora_a") {
 			adapters++
 		}
 	}
 
-	// Activations saved for the backward, per block as nn.Model's
-	// layerBuffers: x, h1, q, k, v, att, x2, h2 (N, C); rstd1, rstd2 (N);
-	// lse (B, NH, T); g, u, s (N, H).
-	for range c.L {
-		for range 8 {
-			f.f32(gpu.CatActivations, N*c.C)
-		}
-		f.f32(gpu.CatActivations, N)
-		f.f32(gpu.CatActivations, N)
-		f.f32(gpu.CatActivations, c.B*c.NH*c.T)
-		for range 3 {
-			f.f32(gpu.CatActivations, N*c.H)
-		}
-	}
-	// Final norm, logits chunk, losses and the micro-batch's inputs.
-	for _, n := range []int{N * c.C, N * c.C, N, chunk * c.V, N, N, N, c.V + 1, N} {
-		f.f32(gpu.CatActivations, n)
+	f.forward(c, N, chunk, adapters, o.R)
+	if o.Sampler { // nn.NewSampler: batch-1 activations, shared weights
+		f.forward(c, c.T, min(c.T, chunk), adapters, o.R)
 	}
 
-	// The model's scratch: loss sums, the head's row chunks, the backward's
-	// (N, C) and (N, H) buffers, the grad-norm partials and the optimizer's
-	// clip factor and hyperparameters.
-	f.f32(gpu.CatScratch, 4)
-	f.f32(gpu.CatScratch, 4)
-	if chunk < N {
-		f.f32(gpu.CatScratch, chunk*c.C)
-		f.f32(gpu.CatScratch, chunk*c.C)
-	}
-	for range 8 { // tmp, dx, dx2, dh, dq, dk, dv, datt
+	// The backward's (N, C) and (N, H) buffers, the adapters' and frozen
+	// gains' sinks, the grad-norm partials and the optimizer's clip factor
+	// and hyperparameters.
+	for range 7 { // dx, dx2, dh, dq, dk, dv, datt
 		f.f32(gpu.CatScratch, N*c.C)
 	}
 	for range 3 { // ds, dg, du
@@ -231,6 +213,38 @@ func PlanStage(c nn.Config, frozen int, o PlanOptions) (Footprint, error) {
 	f.f32(gpu.CatScratch, 4)
 	f.f32(gpu.CatScratch, 16)
 	return f, nil
+}
+
+// forward adds what a model's forward needs for N rows (nn.Model.alloc up
+// to its inference cut): each adapter's saved u (N, R), the activations
+// each block saves (x, h1, q, k, v, att, x2, h2 (N, C); rstd1,
+// rstd2 (N); lse (B, NH, T); g, u, s (N, H)), the final norm, logits chunk,
+// losses and inputs, and the loss sums, head row chunks and tmp scratch.
+func (f *Footprint) forward(c nn.Config, N, chunk, adapters, R int) {
+	for range adapters {
+		f.f32(gpu.CatActivations, N*R)
+	}
+	for range c.L {
+		for range 8 {
+			f.f32(gpu.CatActivations, N*c.C)
+		}
+		f.f32(gpu.CatActivations, N)
+		f.f32(gpu.CatActivations, N)
+		f.f32(gpu.CatActivations, N/c.T*c.NH*c.T)
+		for range 3 {
+			f.f32(gpu.CatActivations, N*c.H)
+		}
+	}
+	for _, n := range []int{N * c.C, N * c.C, N, chunk * c.V, N, N, N, c.V + 1, N} {
+		f.f32(gpu.CatActivations, n)
+	}
+	f.f32(gpu.CatScratch, 4)
+	f.f32(gpu.CatScratch, 4)
+	if chunk < N {
+		f.f32(gpu.CatScratch, chunk*c.C)
+		f.f32(gpu.CatScratch, chunk*c.C)
+	}
+	f.f32(gpu.CatScratch, N*c.C) // tmp
 }
 
 // StagePlan is one stage of a memory plan.

@@ -73,17 +73,32 @@ func isTerminal(f *os.File) bool {
 func (t *Trainer) Run() (float64, error) {
 	o := t.Opt
 	bar := isTerminal(os.Stderr)
-	stepFLOPs := StepFLOPs(o.Model, o.TotalBatch)
+	stepFLOPs := ModelStepFLOPs(t.Model, o.TotalBatch)
+	// The sampler is made with each stage's model, before its first step,
+	// so that the stage's memory is the same whenever it samples.
 	var sampler *nn.Model
+	newSampler := func() (err error) {
+		if o.SampleEvery > 0 {
+			sampler, err = nn.NewSampler(t.Model)
+		}
+		return err
+	}
+	if err := newSampler(); err != nil {
+		return math.NaN(), err
+	}
 	defer func() {
 		if sampler != nil {
 			sampler.Release()
 		}
 	}()
+	// The stage's high-water mark counts from here: the peak-throughput
+	// probe's buffers before training are not the run's.
+	t.D.Ledger.ResetPeak()
 	intervalStart := time.Now()
 	intervalSteps := 0
 	for t.Step < o.Steps {
-		read := (t.Step+1)%o.LogEvery == 0 || t.Step+1 == o.Steps || t.Step == 0
+		stageEnd := t.StageStep+1 >= t.stageRun() && t.Stage < t.Stages()
+		read := (t.Step+1)%o.LogEvery == 0 || t.Step+1 == o.Steps || t.Step == 0 || stageEnd
 		res, err := t.TrainStep(read)
 		if err != nil {
 			if errors.Is(err, ErrNonFinite) {
@@ -96,7 +111,7 @@ func (t *Trainer) Run() (float64, error) {
 			fmt.Fprintf(os.Stderr, "\r%s", progressBar(t.Step, o.Steps, 30))
 		}
 		var val *float64
-		if t.Step%o.EvalEvery == 0 || t.Step == o.Steps {
+		if t.Step%o.EvalEvery == 0 || t.Step == o.Steps || stageEnd {
 			v, err := t.Evaluate(o.EvalBatches)
 			if err != nil {
 				return math.NaN(), err
@@ -117,8 +132,8 @@ func (t *Trainer) Run() (float64, error) {
 			if bar {
 				fmt.Fprint(os.Stderr, "\r\033[K")
 			}
-			line := fmt.Sprintf("step %d/%d | stage 1/1 | loss %.3f | norm %.2f | lr %.1e | %d ms | %s tok/s",
-				t.Step, o.Steps, res.Loss, res.Norm, res.LR, perStep.Milliseconds(), humanRate(tps))
+			line := fmt.Sprintf("step %d/%d | stage %d/%d | loss %.3f | norm %.2f | lr %.1e | %d ms | %s tok/s",
+				t.Step, o.Steps, t.Stage, t.Stages(), res.Loss, res.Norm, res.LR, perStep.Milliseconds(), humanRate(tps))
 			if share > 0 {
 				line += fmt.Sprintf(" | %.0f%% of peak", 100*share)
 			}
@@ -128,7 +143,7 @@ func (t *Trainer) Run() (float64, error) {
 			fmt.Fprintln(t.Log, line)
 			if t.Metrics != nil {
 				led := t.D.Ledger.Snapshot()
-				rec := Metric{Step: t.Step, Stage: 1, Tokens: t.Tokens, Loss: res.Loss, Norm: res.Norm, LR: res.LR,
+				rec := Metric{Step: t.Step, Stage: t.Stage, Tokens: t.Tokens, Loss: res.Loss, Norm: res.Norm, LR: res.LR,
 					MS: float64(perStep.Microseconds()) / 1e3, TokPerS: tps, PeakShare: share,
 					LedgerBytes: led.Total, LedgerPeakBytes: led.TotalPeak, Ledger: led.Peak, ValLoss: val}
 				if !read {
@@ -145,25 +160,35 @@ func (t *Trainer) Run() (float64, error) {
 			intervalStart, intervalSteps = time.Now(), 0
 		}
 		if o.SampleEvery > 0 && t.Step%o.SampleEvery == 0 {
-			if sampler == nil {
-				cfg := o.Model
-				cfg.B = 1
-				if sampler, err = nn.NewInferenceModel(t.D, cfg, t.Model.Layout()); err != nil {
-					return math.NaN(), err
-				}
-			}
 			text, err := t.Sample(sampler, "package ", o.SampleTokens)
 			if err != nil {
 				return math.NaN(), err
 			}
 			fmt.Fprintf(t.Log, "sample: %q\n", text)
 		}
-		if t.Step%o.SaveEvery == 0 || t.Step == o.Steps {
+		if t.Step%o.SaveEvery == 0 || t.Step == o.Steps || stageEnd {
 			path, err := t.Save()
 			if err != nil {
 				return math.NaN(), err
 			}
 			fmt.Fprintf(t.Log, "saved %s\n", path)
+		}
+		if stageEnd || t.Step == o.Steps {
+			t.reportMemory()
+		}
+		if stageEnd {
+			if sampler != nil { // it shares the old model's weights
+				sampler.Release()
+				sampler = nil
+			}
+			if err := t.Grow(); err != nil {
+				return math.NaN(), err
+			}
+			if err := newSampler(); err != nil {
+				return math.NaN(), err
+			}
+			stepFLOPs = ModelStepFLOPs(t.Model, o.TotalBatch)
+			intervalStart, intervalSteps = time.Now(), 0
 		}
 	}
 	if math.IsNaN(t.LastVal) {
@@ -172,12 +197,10 @@ func (t *Trainer) Run() (float64, error) {
 	return t.LastVal, nil
 }
 
-// Sample generates n tokens after prompt with the sampler model (batch 1),
-// after copying the current weights into it, and returns the decoded text.
+// Sample generates n tokens after prompt with the sampler model (batch 1,
+// sharing the trained model's weights: nn.NewSampler) and returns the
+// decoded text.
 func (t *Trainer) Sample(sampler *nn.Model, prompt string, n int) (string, error) {
-	if err := sampler.CopyParamsFrom(t.Model); err != nil {
-		return "", err
-	}
 	ids := t.Data.Tok.Encode(nil, []byte(prompt))
 	if len(ids) == 0 {
 		ids = []uint32{t.Data.Tok.EOT()}

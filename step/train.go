@@ -7,6 +7,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/step-gpu/step-gpu/checkpoints"
 	"github.com/step-gpu/step-gpu/gpu"
 	"github.com/step-gpu/step-gpu/nn"
 	"github.com/step-gpu/step-gpu/shaders"
@@ -25,6 +26,13 @@ type Trainer struct {
 	// Step is the number of optimizer steps done; Tokens the tokens seen.
 	Step   int
 	Tokens int64
+	// Stage is the 1-based STEP stage (1 for vanilla runs), StageStep the
+	// steps done in it, and History the growth events so far.
+	Stage     int
+	StageStep int
+	History   []checkpoints.Growth
+	// Memory holds each finished stage's memory report (reportMemory).
+	Memory []StageMemory
 	// PeakFLOPS is the device's measured matmul throughput, the base of
 	// the "% of peak" figure.
 	PeakFLOPS float64
@@ -47,13 +55,38 @@ func NewTrainer(d *gpu.Device, o Options, data *Data, log io.Writer) (*Trainer, 
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	m, err := nn.NewModel(d, o.Model, o.Seed)
+	cfg := o.Model
+	if o.Staged() {
+		cfg = o.StageConfig(1)
+	}
+	m, err := nn.NewModel(d, cfg, o.Seed)
 	if err != nil {
 		return nil, fmt.Errorf("allocate model: %w", err)
 	}
 	n := o.Model.B * o.Model.T
-	return &Trainer{Opt: o, D: d, Model: m, Data: data, Log: log, LastVal: math.NaN(),
+	return &Trainer{Opt: o, D: d, Model: m, Data: data, Log: log, LastVal: math.NaN(), Stage: 1,
 		tokens: make([]uint32, n), targets: make([]uint32, n)}, nil
+}
+
+// Stages returns the run's stage count (1 for vanilla).
+func (t *Trainer) Stages() int { return max(1, len(t.Opt.Stages)) }
+
+// schedule returns the learning-rate schedule of the current stage (the
+// run's own for vanilla training); steps count from the stage's start.
+func (t *Trainer) schedule() Schedule {
+	if !t.Opt.Staged() {
+		return t.Opt.Schedule()
+	}
+	return t.Opt.Stages[t.Stage-1].Schedule()
+}
+
+// stageRun returns the steps the current stage trains before it ends (a
+// growth, or the end of the run).
+func (t *Trainer) stageRun() int {
+	if !t.Opt.Staged() {
+		return t.Opt.Steps
+	}
+	return t.Opt.Stages[t.Stage-1].Run(t.Stage == len(t.Opt.Stages))
 }
 
 // Release frees the model.
@@ -133,14 +166,17 @@ func (t *Trainer) TrainStep(read bool) (StepResult, error) {
 			}
 		}
 	}
-	lr := o.Schedule().LR(t.Step + 1)
-	if err := m.OptimizerStep(r, shaders.AdamWDefaults(float32(lr)), t.Step+1); err != nil {
+	// Each stage starts fresh AdamW state, so its bias correction counts
+	// from the stage's first step.
+	lr := t.schedule().LR(t.StageStep + 1)
+	if err := m.OptimizerStep(r, shaders.AdamWDefaults(float32(lr)), t.StageStep+1); err != nil {
 		return StepResult{}, err
 	}
 	if err := r.Flush(); err != nil {
 		return StepResult{}, err
 	}
 	t.Step++
+	t.StageStep++
 	t.Tokens += int64(o.TotalBatch)
 	res := StepResult{LR: lr, Read: read}
 	if read {
