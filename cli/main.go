@@ -28,6 +28,8 @@ type CLI struct {
 	Generate GenerateCmd `cmd:"" help:"Sample text from a checkpoint."`
 	Inspect  InspectCmd  `cmd:"" help:"Verify a checkpoint and print its header, growth history and tensor table."`
 	Plan     PlanCmd     `cmd:"" help:"Plan STEP's stages: the split that minimises peak memory and the bytes of every stage."`
+	Export   ExportCmd   `cmd:"" help:"Write a checkpoint's model as a Hugging Face LLaMA folder (config.json, model.safetensors, tokenizer.json)."`
+	Import   ImportCmd   `cmd:"" help:"Convert a Hugging Face LLaMA folder into a step-gpu checkpoint."`
 }
 
 // Main runs the command line with args (without the program name) and
