@@ -161,7 +161,7 @@ func SetMatmulPath(d *gpu.Device, p MatmulPath) {
 func MatmulPathOf(d *gpu.Device) (MatmulPath, error) { return matmulPathFor(d) }
 
 // ReleaseMatmulTextures frees d's cached packing textures (they are
-// allocated once per size, in gpu.CatScratch); call it before closing d.
+// allocated once per size, in gpu.CatCache); call it before closing d.
 func ReleaseMatmulTextures(d *gpu.Device) {
 	s := matmulStateOf(d)
 	for k, t := range s.tex {
@@ -205,7 +205,7 @@ func matmulTexWarm(d *gpu.Device) error {
 		}
 	}()
 	for _, name := range []string{"out", "a", "b"} {
-		b, err := d.NewBuffer("matmul warm-up "+name, gpu.CatScratch, 16)
+		b, err := d.NewBuffer("matmul warm-up "+name, gpu.CatCache, 16)
 		if err != nil {
 			return fmt.Errorf("matmul warm-up: %w", err)
 		}
@@ -249,7 +249,7 @@ func matmulMeasure(d *gpu.Device) (MatmulPath, error) {
 		}
 	}()
 	for _, name := range []string{"out", "a", "b"} {
-		b, err := d.NewBuffer("matmul probe "+name, gpu.CatScratch, uint64(4*n*n))
+		b, err := d.NewBuffer("matmul probe "+name, gpu.CatCache, uint64(4*n*n))
 		if err != nil {
 			return 0, fmt.Errorf("matmul path probe: %w", err)
 		}
@@ -304,7 +304,7 @@ func (s *matmulState) texture(d *gpu.Device, role string, w, h int) (*gpu.Textur
 	if t, ok := s.tex[key]; ok {
 		return t, nil
 	}
-	t, err := d.NewTexture(fmt.Sprintf("matmul pack %s %dx%d", role, w, h), gpu.CatScratch, uint32(w), uint32(h))
+	t, err := d.NewTexture(fmt.Sprintf("matmul pack %s %dx%d", role, w, h), gpu.CatCache, uint32(w), uint32(h))
 	if err != nil {
 		return nil, err
 	}
