@@ -46,7 +46,7 @@ type TrainCmd struct {
 	Resume      bool    `help:"Continue the run in --run-dir from its latest checkpoint."`
 	Profile     bool    `help:"Time every kernel of one training step, print the table and exit (no checkpoint)."`
 	ModelFlags  `embed:""`
-	StepFlags   `embed:"" group:"STEP"`
+	StepFlags   `embed:"" group:"STEP and memory"`
 }
 
 func (c *TrainCmd) options() (step.Options, error) {

@@ -20,11 +20,13 @@ type StepFlags struct {
 	GrowOp       string   `name:"grow-op" help:"Growth operator: mean, copy, identity or stack." default:"mean"`
 	GrowPosition string   `name:"grow-position" help:"Where new layers go: upper, intermediate, lower or random." default:"upper"`
 	GrowAt       float64  `name:"grow-at" help:"Fraction of a stage's planned steps after which the next growth fires (default 0.75)."`
+	Recompute    bool     `help:"Save only each layer's input for the backward and recompute the rest there: less activation memory for about one more forward pass per step."`
 }
 
 // apply turns the flags into staged options (o already has its defaults),
 // or leaves o vanilla without --step or --plan.
 func (f *StepFlags) apply(o *step.Options) error {
+	o.Recompute = f.Recompute
 	if !f.Step && f.Plan == "" {
 		for _, set := range []struct {
 			name string
