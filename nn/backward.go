@@ -58,6 +58,13 @@ func (m *Model) Backward(r *gpu.Recorder) error {
 		return fmt.Errorf("backward final norm: %w", err)
 	}
 	for l := c.L - 1; l >= 0; l-- {
+		// With Recompute the blocks share their activation buffers, which
+		// hold the top block's after the forward: recompute the others.
+		if m.layout.Recompute && l < c.L-1 {
+			if err := m.blockForward(r, l, nil, false); err != nil {
+				return fmt.Errorf("backward: recompute: %w", err)
+			}
+		}
 		a := m.acts[l]
 		name := func(n string) string { return fmt.Sprintf("layers.%d.%s", l, n) }
 		p := func(n string) *gpu.Buffer { return m.params[name(n)] }

@@ -68,43 +68,63 @@ func (m *Model) lin(r *gpu.Recorder, l int, short string, y, x *gpu.Buffer, N, C
 // norm, leaving the block activations in place for the backward.
 func (m *Model) Forward(r *gpu.Recorder) error {
 	c := m.Cfg
-	N, C, H, HS := c.B*c.T, c.C, c.H, c.HS()
-	eps, theta := float32(c.NormEps), float32(c.RoPE)
+	N, C := c.B*c.T, c.C
+	eps := float32(c.NormEps)
 	x := m.acts[0].x
 	if err := shaders.EmbeddingForward(r, x, m.tokens, m.params["tok_emb"], N, C, c.V); err != nil {
 		return err
 	}
 	for l := range c.L {
-		a := m.acts[l]
-		p := func(n string) *gpu.Buffer { return m.params[fmt.Sprintf("layers.%d.%s", l, n)] }
 		next := m.xf
 		if l+1 < c.L {
 			next = m.acts[l+1].x
 		}
-		steps := []func() error{
-			func() error { return shaders.RMSNormForward(r, a.h1, a.rstd1, a.x, p("attn_norm"), N, C, eps) },
-			func() error { return m.lin(r, l, "attn.wq", a.q, a.h1, N, C, C) },
-			func() error { return m.lin(r, l, "attn.wk", a.k, a.h1, N, C, C) },
-			func() error { return m.lin(r, l, "attn.wv", a.v, a.h1, N, C, C) },
-			func() error { return shaders.RoPEForwardInPlace(r, a.q, c.B, c.T, c.NH, HS, theta) },
-			func() error { return shaders.RoPEForwardInPlace(r, a.k, c.B, c.T, c.NH, HS, theta) },
-			func() error { return shaders.AttentionForward(r, a.att, a.lse, a.q, a.k, a.v, c.B, c.T, c.NH, HS) },
-			func() error { return m.lin(r, l, "attn.wo", m.tmp, a.att, N, C, C) },
-			func() error { return shaders.ResidualForward(r, a.x2, a.x, m.tmp, N*C) },
-			func() error { return shaders.RMSNormForward(r, a.h2, a.rstd2, a.x2, p("mlp_norm"), N, C, eps) },
-			func() error { return m.lin(r, l, "mlp.w1", a.g, a.h2, N, H, C) },
-			func() error { return m.lin(r, l, "mlp.w3", a.u, a.h2, N, H, C) },
-			func() error { return shaders.SwiGLUForward(r, a.s, a.g, a.u, N*H) },
-			func() error { return m.lin(r, l, "mlp.w2", m.tmp, a.s, N, C, H) },
-			func() error { return shaders.ResidualForward(r, next, a.x2, m.tmp, N*C) },
-		}
-		for _, s := range steps {
-			if err := s(); err != nil {
-				return fmt.Errorf("forward layer %d: %w", l, err)
-			}
+		if err := m.blockForward(r, l, next, true); err != nil {
+			return err
 		}
 	}
 	return shaders.RMSNormForward(r, m.hf, m.rstdf, m.xf, m.params["norm"], N, C, eps)
+}
+
+// blockForward records block l's forward from its input m.acts[l].x into
+// its activations and, with full set, on to next (the next block's input).
+// Without full it stops after the SwiGLU product (after the down
+// projection when that carries an adapter, whose u it needs): what the
+// backward of a recomputed block needs.
+func (m *Model) blockForward(r *gpu.Recorder, l int, next *gpu.Buffer, full bool) error {
+	c := m.Cfg
+	N, C, H, HS := c.B*c.T, c.C, c.H, c.HS()
+	eps, theta := float32(c.NormEps), float32(c.RoPE)
+	a := m.acts[l]
+	p := func(n string) *gpu.Buffer { return m.params[fmt.Sprintf("layers.%d.%s", l, n)] }
+	steps := []func() error{
+		func() error { return shaders.RMSNormForward(r, a.h1, a.rstd1, a.x, p("attn_norm"), N, C, eps) },
+		func() error { return m.lin(r, l, "attn.wq", a.q, a.h1, N, C, C) },
+		func() error { return m.lin(r, l, "attn.wk", a.k, a.h1, N, C, C) },
+		func() error { return m.lin(r, l, "attn.wv", a.v, a.h1, N, C, C) },
+		func() error { return shaders.RoPEForwardInPlace(r, a.q, c.B, c.T, c.NH, HS, theta) },
+		func() error { return shaders.RoPEForwardInPlace(r, a.k, c.B, c.T, c.NH, HS, theta) },
+		func() error { return shaders.AttentionForward(r, a.att, a.lse, a.q, a.k, a.v, c.B, c.T, c.NH, HS) },
+		func() error { return m.lin(r, l, "attn.wo", m.tmp, a.att, N, C, C) },
+		func() error { return shaders.ResidualForward(r, a.x2, a.x, m.tmp, N*C) },
+		func() error { return shaders.RMSNormForward(r, a.h2, a.rstd2, a.x2, p("mlp_norm"), N, C, eps) },
+		func() error { return m.lin(r, l, "mlp.w1", a.g, a.h2, N, H, C) },
+		func() error { return m.lin(r, l, "mlp.w3", a.u, a.h2, N, H, C) },
+		func() error { return shaders.SwiGLUForward(r, a.s, a.g, a.u, N*H) },
+	}
+	_, adaptedW2 := m.loraU[fmt.Sprintf("layers.%d.mlp.w2", l)]
+	if full || adaptedW2 { // a recomputed w2 adapter needs its u = s·Aᵀ again
+		steps = append(steps, func() error { return m.lin(r, l, "mlp.w2", m.tmp, a.s, N, C, H) })
+	}
+	if full {
+		steps = append(steps, func() error { return shaders.ResidualForward(r, next, a.x2, m.tmp, N*C) })
+	}
+	for _, s := range steps {
+		if err := s(); err != nil {
+			return fmt.Errorf("forward layer %d: %w", l, err)
+		}
+	}
+	return nil
 }
 
 // Head records the LM head and the fused cross-entropy over row chunks

@@ -31,6 +31,11 @@ type Layout struct {
 	Targets []string `msgpack:"targets"`
 	// Format is how frozen weight matrices are stored on the device.
 	Format shaders.WeightFormat `msgpack:"format"`
+	// Recompute saves only each block's input for the backward: the other
+	// activations live in one set of buffers that the blocks share, and the
+	// backward recomputes a block's forward before its gradient (activation
+	// checkpointing per block: about one more forward pass per step).
+	Recompute bool `msgpack:"recompute"`
 }
 
 // IsFrozen reports whether block l is frozen.

@@ -151,6 +151,7 @@ func (m *Model) alloc() error {
 	}
 	var sizes []int
 	var names []string
+	sharedU := map[string]*gpu.Buffer{}
 	for _, s := range m.frozen {
 		if err == nil && !m.shared {
 			m.params[s.Name], err = m.bufBytes(s.Name, gpu.CatParams, m.wf[s.Name].Bytes(s.Numel()))
@@ -167,7 +168,16 @@ func (m *Model) alloc() error {
 		}
 		if s.LoRA && strings.HasSuffix(s.Name, ".lora_a") {
 			lin := strings.TrimSuffix(s.Name, ".lora_a")
-			m.loraU[lin] = must("act.lora_u."+lin, gpu.CatActivations, N*m.layout.R)
+			key := lin // with Recompute, blocks share u per linear map
+			if m.layout.Recompute {
+				key = lin[len(fmt.Sprintf("layers.%d.", s.Layer)):]
+			}
+			if u, ok := sharedU[key]; ok {
+				m.loraU[lin] = u
+			} else {
+				m.loraU[lin] = must("act.lora_u."+key, gpu.CatActivations, N*m.layout.R)
+				sharedU[key] = m.loraU[lin]
+			}
 		}
 		if !m.inference {
 			m.grads[s.Name] = must("grad."+s.Name, gpu.CatGrads, n)
@@ -177,8 +187,18 @@ func (m *Model) alloc() error {
 		sizes = append(sizes, n)
 		names = append(names, s.Name)
 	}
+	var shared *layerBuffers // with Recompute: one set for every block
 	for l := range c.L {
 		p := fmt.Sprintf("act.%d.", l)
+		if shared != nil {
+			a := *shared
+			a.x = must(p+"x", gpu.CatActivations, N*c.C)
+			m.acts = append(m.acts, a)
+			continue
+		}
+		if m.layout.Recompute {
+			p = "act.shared."
+		}
 		a := layerBuffers{}
 		for _, t := range []struct {
 			dst  **gpu.Buffer
@@ -187,9 +207,16 @@ func (m *Model) alloc() error {
 		}{{&a.x, "x", N * c.C}, {&a.h1, "h1", N * c.C}, {&a.q, "q", N * c.C}, {&a.k, "k", N * c.C}, {&a.v, "v", N * c.C},
 			{&a.att, "att", N * c.C}, {&a.x2, "x2", N * c.C}, {&a.h2, "h2", N * c.C}, {&a.rstd1, "rstd1", N}, {&a.rstd2, "rstd2", N},
 			{&a.lse, "lse", c.B * c.NH * c.T}, {&a.g, "g", N * c.H}, {&a.u, "u", N * c.H}, {&a.s, "s", N * c.H}} {
+			if t.name == "x" {
+				*t.dst = must(fmt.Sprintf("act.%d.x", l), gpu.CatActivations, t.n)
+				continue
+			}
 			*t.dst = must(p+t.name, gpu.CatActivations, t.n)
 		}
 		m.acts = append(m.acts, a)
+		if m.layout.Recompute {
+			shared = &a
+		}
 	}
 	m.chunk = min(N, shaders.CrossEntropyRowsPerChunk(m.D, c.V))
 	m.xf = must("act.xf", gpu.CatActivations, N*c.C)

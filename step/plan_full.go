@@ -31,13 +31,16 @@ type PlanOptions struct {
 	// Targets names the adapted linear maps of a frozen block
 	// (nn.LinearNames); empty means all seven.
 	Targets []string
+	// Recompute keeps one input per block and one shared set of block
+	// activations (nn.Layout.Recompute).
+	Recompute bool
 }
 
 // layout returns the nn.Layout a stage of c with the first frozen blocks
 // frozen has under these options. Which blocks are frozen does not change
 // the bytes, only how many.
 func (o PlanOptions) layout(c nn.Config, frozen int) nn.Layout {
-	lo := nn.Layout{R: o.R, Alpha: 1, Targets: o.Targets, Format: shaders.Half}
+	lo := nn.Layout{R: o.R, Alpha: 1, Targets: o.Targets, Format: shaders.Half, Recompute: o.Recompute}
 	if o.FrozenF32 {
 		lo.Format = shaders.F32
 	}
@@ -166,6 +169,7 @@ func PlanStage(c nn.Config, frozen int, o PlanOptions) (Footprint, error) {
 	}
 	train, froze := c.StagedSpecs(lo)
 	adapters := 0
+	maps := map[string]bool{} // adapted linear maps, by name inside a block
 	for _, s := range froze {
 		n := s.Numel()
 		switch {
@@ -185,12 +189,16 @@ func PlanStage(c nn.Config, frozen int, o PlanOptions) (Footprint, error) {
 		f.trained(gpu.CatLoRA, n)
 		if strings.HasSuffix(s.Name, ".lora_a") {
 			adapters++
+			maps[s.Name[len(fmt.Sprintf("layers.%d.", s.Layer)):]] = true
 		}
 	}
 
-	f.forward(c, N, chunk, adapters, o.R)
+	if o.Recompute { // blocks share u per linear map
+		adapters = len(maps)
+	}
+	f.forward(c, N, chunk, adapters, o.R, o.Recompute)
 	if o.Sampler { // nn.NewSampler: batch-1 activations, shared weights
-		f.forward(c, c.T, min(c.T, chunk), adapters, o.R)
+		f.forward(c, c.T, min(c.T, chunk), adapters, o.R, o.Recompute)
 	}
 
 	// The backward's (N, C) and (N, H) buffers, the adapters' and frozen
@@ -220,11 +228,20 @@ func PlanStage(c nn.Config, frozen int, o PlanOptions) (Footprint, error) {
 // each block saves (x, h1, q, k, v, att, x2, h2 (N, C); rstd1,
 // rstd2 (N); lse (B, NH, T); g, u, s (N, H)), the final norm, logits chunk,
 // losses and inputs, and the loss sums, head row chunks and tmp scratch.
-func (f *Footprint) forward(c nn.Config, N, chunk, adapters, R int) {
+// With recompute the blocks keep only their inputs and share one set of
+// the rest.
+func (f *Footprint) forward(c nn.Config, N, chunk, adapters, R int, recompute bool) {
 	for range adapters {
 		f.f32(gpu.CatActivations, N*R)
 	}
-	for range c.L {
+	sets := c.L
+	if recompute { // one input per block, one shared set of the rest
+		for range c.L - 1 {
+			f.f32(gpu.CatActivations, N*c.C)
+		}
+		sets = 1
+	}
+	for range sets {
 		for range 8 {
 			f.f32(gpu.CatActivations, N*c.C)
 		}

@@ -301,6 +301,9 @@ func TestPlanMatchesLedger(t *testing.T) {
 		{"frozen_half_R8", c3, []bool{true, false, true}, PlanOptions{R: 8}},
 		{"frozen_f32_R5_subset", c3, []bool{false, true, false}, PlanOptions{R: 5, FrozenF32: true, Targets: []string{"attn.wq", "mlp.w2"}}},
 		{"frozen_no_lora", c3, []bool{true, true, false}, PlanOptions{}},
+		{"recompute_vanilla", c3, nil, PlanOptions{Recompute: true}},
+		{"recompute_frozen_subset", c3, []bool{true, false, true}, PlanOptions{R: 4, Recompute: true, Targets: []string{"attn.wk", "mlp.w1"}}},
+		{"recompute_sampler", c3, []bool{true, true, false}, PlanOptions{R: 4, Recompute: true, Sampler: true}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			frozen := 0
@@ -314,6 +317,11 @@ func TestPlanMatchesLedger(t *testing.T) {
 			before := d.Ledger.Snapshot().Current
 			m, err := nn.NewStagedModel(d, c.cfg, lo, 1)
 			require.NoError(t, err)
+			if c.o.Sampler {
+				sm, err := nn.NewSampler(m)
+				require.NoError(t, err)
+				defer sm.Release()
+			}
 			after := d.Ledger.Snapshot().Current
 			m.Release()
 

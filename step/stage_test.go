@@ -256,3 +256,26 @@ grow_at = 0.5
 		require.ErrorContains(t, o.Defaults().Validate(), c.want)
 	}
 }
+
+// TestStagedRecompute runs the same STEP run with block recomputation: the
+// losses are bit-identical, every stage's ledger equals its plan, and the
+// activations take less memory in every stage.
+func TestStagedRecompute(t *testing.T) {
+	corpus := writeCorpus(t)
+	o := stagedOptions(t, corpus)
+	base := newTestTrainer(t, o)
+	base.Log = io.Discard
+	want := runLogged(t, base)
+
+	o.RunDir = t.TempDir()
+	o.Recompute = true
+	tr := newTestTrainer(t, o)
+	tr.Log = io.Discard
+	got := runLogged(t, tr)
+	require.Equal(t, want, got)
+	require.Len(t, tr.Memory, 3)
+	for i, m := range tr.Memory {
+		require.InDelta(t, 0, m.Diff(), 0.01, "stage %d", m.Stage)
+		require.Less(t, m.Measured["activations"], base.Memory[i].Measured["activations"], "stage %d", m.Stage)
+	}
+}

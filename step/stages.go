@@ -241,7 +241,7 @@ func (o Options) validateStages() error {
 // alpha, targets and frozen weight format; Frozen is left for the growth.
 func (o Options) StageLayout(i int) nn.Layout {
 	s := o.Stages[i-1]
-	lo := nn.Layout{R: s.LoRARank, Alpha: s.LoRAAlpha, Targets: o.LoRATargets, Format: shaders.Half}
+	lo := nn.Layout{R: s.LoRARank, Alpha: s.LoRAAlpha, Targets: o.LoRATargets, Format: shaders.Half, Recompute: o.Recompute}
 	if o.FrozenF32 {
 		lo.Format = shaders.F32
 	}
@@ -270,7 +270,7 @@ func (o Options) Staged() bool { return len(o.Stages) > 0 }
 // bytes.
 func StagesWithin(o Options, budget uint64) (int, error) {
 	p, err := PlanWithin(o.Model, budget, PlanOptions{R: o.loraRank(), FrozenF32: o.FrozenF32, Targets: o.LoRATargets,
-		Sampler: o.SampleEvery > 0})
+		Sampler: o.SampleEvery > 0, Recompute: o.Recompute})
 	if err != nil {
 		return 0, err
 	}

@@ -59,7 +59,7 @@ func NewTrainer(d *gpu.Device, o Options, data *Data, log io.Writer) (*Trainer, 
 	if o.Staged() {
 		cfg = o.StageConfig(1)
 	}
-	m, err := nn.NewModel(d, cfg, o.Seed)
+	m, err := nn.NewStagedModel(d, cfg, nn.Layout{Recompute: o.Recompute}, o.Seed)
 	if err != nil {
 		return nil, fmt.Errorf("allocate model: %w", err)
 	}
