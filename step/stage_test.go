@@ -266,6 +266,7 @@ func TestStagedRecompute(t *testing.T) {
 	base := newTestTrainer(t, o)
 	base.Log = io.Discard
 	want := runLogged(t, base)
+	base.Release() // the ledger measures everything on the device
 
 	o.RunDir = t.TempDir()
 	o.Recompute = true
