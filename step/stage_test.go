@@ -259,7 +259,7 @@ grow_at = 0.5
 
 // TestStagedRecompute runs the same STEP run with block recomputation: the
 // losses are bit-identical, every stage's ledger equals its plan, and the
-// activations take less memory in every stage.
+// activations take less memory in every stage of more than one block.
 func TestStagedRecompute(t *testing.T) {
 	corpus := writeCorpus(t)
 	o := stagedOptions(t, corpus)
@@ -277,6 +277,10 @@ func TestStagedRecompute(t *testing.T) {
 	require.Len(t, tr.Memory, 3)
 	for i, m := range tr.Memory {
 		require.InDelta(t, 0, m.Diff(), 0.01, "stage %d", m.Stage)
+		if m.Layers == 1 { // one block: nothing to share
+			require.Equal(t, base.Memory[i].Measured["activations"], m.Measured["activations"])
+			continue
+		}
 		require.Less(t, m.Measured["activations"], base.Memory[i].Measured["activations"], "stage %d", m.Stage)
 	}
 }
