@@ -76,7 +76,7 @@ func (t *Trainer) StagePlan() (Footprint, error) {
 	lo := t.Model.Layout()
 	o := PlanOptions{R: lo.R, FrozenF32: lo.Format.String() == "f32", Targets: lo.Targets,
 		BindingLimit: min(t.D.Limits.MaxStorageBufferBindingSize, t.D.Limits.MaxBufferSize),
-		Sampler:      t.Opt.SampleEvery > 0}
+		Sampler:      t.Opt.SampleEvery > 0, Recompute: lo.Recompute}
 	return PlanStage(t.Model.Cfg, lo.FrozenCount(), o)
 }
 
