@@ -32,6 +32,7 @@ type PlanCmd struct {
 	LoRAParams   *int64  `name:"lora-params" help:"Abstract form: LoRA parameters E attached to one frozen layer (default 0)." placeholder:"E"`
 	BindingLimit string  `name:"binding-limit" help:"Largest storage binding of the device, which sets the logits chunk (default 128MiB)." placeholder:"BYTES"`
 	FrozenF32    bool    `name:"frozen-f32" help:"Plan frozen weights in float32 instead of packed half precision."`
+	Recompute    bool    `help:"Plan block recomputation (train --recompute): one saved input per block and one shared set of activations."`
 	JSON         bool    `name:"json" help:"Print JSON instead of a table."`
 }
 
@@ -168,7 +169,7 @@ func (c *PlanCmd) full(budget uint64) (planJSON, error) {
 	if err := cfg.Validate(); err != nil {
 		return planJSON{}, fmt.Errorf("plan: %w", err)
 	}
-	o := step.PlanOptions{R: 64, FrozenF32: c.FrozenF32}
+	o := step.PlanOptions{R: 64, FrozenF32: c.FrozenF32, Recompute: c.Recompute}
 	if c.LoRARank != nil {
 		if *c.LoRARank < 0 {
 			return planJSON{}, fmt.Errorf("plan: --lora-rank must not be negative, got %d", *c.LoRARank)
