@@ -52,7 +52,7 @@ func (c *EvalCmd) Run(e *Env) error {
 		return err
 	}
 	defer t.Release()
-	if err := step.LoadWeights(l, t.Model, false); err != nil {
+	if err := t.LoadModel(l); err != nil {
 		return err
 	}
 	loss, err := t.Evaluate(c.Batches)

@@ -367,6 +367,25 @@ func sameButBatch(a, b nn.Config) bool {
 	return SameModel(a, b) == nil
 }
 
+// LoadModel replaces the trainer's model with the checkpoint's, as it was
+// trained (its depth, frozen blocks and adapters), and loads its weights
+// without the optimizer state: for evaluation.
+func (t *Trainer) LoadModel(l *Loaded) error { return t.loadModel(l, false) }
+
+func (t *Trainer) loadModel(l *Loaded, optimizer bool) error {
+	lo := l.Layout
+	lo.Recompute = t.Opt.Recompute
+	if lo.FrozenCount() > 0 || l.Config.L != t.Model.Cfg.L {
+		m, err := nn.NewStagedModel(t.D, l.Config, lo, t.Opt.Seed)
+		if err != nil {
+			return fmt.Errorf("allocate the stage %d model: %w", l.R.Header.Stage, err)
+		}
+		t.Model.Release()
+		t.Model = m
+	}
+	return LoadWeights(l, t.Model, optimizer)
+}
+
 // Resume restores the trainer from a checked checkpoint: the model of the
 // checkpoint's stage (grown and frozen as it was), weights, AdamW moments,
 // step, stage position, growth history, tokens and the data cursor, so that
@@ -387,16 +406,8 @@ func (t *Trainer) Resume(l *Loaded) error {
 	if h.Stage < 1 || h.Stage > t.Stages() {
 		return fail("stage %d outside 1..%d", h.Stage, t.Stages())
 	}
-	if l.Layout.FrozenCount() > 0 || l.Config.L != t.Model.Cfg.L {
-		m, err := nn.NewStagedModel(t.D, l.Config, l.Layout, t.Opt.Seed)
-		if err != nil {
-			return fail("allocate the stage %d model: %v", h.Stage, err)
-		}
-		t.Model.Release()
-		t.Model = m
-	}
-	if err := LoadWeights(l, t.Model, true); err != nil {
-		return err
+	if err := t.loadModel(l, true); err != nil {
+		return fail("%v", err)
 	}
 	if err := t.Data.Train.SetCursor(l.Cursor); err != nil {
 		return err

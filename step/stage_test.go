@@ -284,3 +284,16 @@ func TestStagedRecompute(t *testing.T) {
 		require.Less(t, m.Measured["activations"], base.Memory[i].Measured["activations"], "stage %d", m.Stage)
 	}
 }
+
+// TestExamplePlanFile checks that the documented example plan file
+// (examples/plan.toml) is valid for the preset it names.
+func TestExamplePlanFile(t *testing.T) {
+	p, err := ReadPlanFile("../examples/plan.toml")
+	require.NoError(t, err)
+	o, err := Preset("tiny")
+	require.NoError(t, err)
+	p.Apply(&o)
+	o = o.Defaults()
+	require.NoError(t, o.Validate())
+	require.Equal(t, 60+45+60, o.Steps)
+}
