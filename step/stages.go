@@ -276,3 +276,33 @@ func StagesWithin(o Options, budget uint64) (int, error) {
 	}
 	return len(p.Stages), nil
 }
+
+// StageSummary describes a staged run's plan in one line: the layers each
+// stage adds, the steps it trains (of its planned schedule) and the
+// adapters; "" for vanilla runs.
+func (o Options) StageSummary() string {
+	if !o.Staged() {
+		return ""
+	}
+	var adds, steps []string
+	for i, s := range o.Stages {
+		adds = append(adds, fmt.Sprint(s.Added))
+		last := i == len(o.Stages)-1
+		if last {
+			steps = append(steps, fmt.Sprint(s.Run(true)))
+		} else {
+			steps = append(steps, fmt.Sprintf("%d of %d", s.Run(false), s.Steps))
+		}
+	}
+	lo := o.StageLayout(len(o.Stages))
+	adapters := "no LoRA"
+	if lo.R > 0 {
+		adapters = fmt.Sprintf("LoRA rank %d alpha %g", lo.R, lo.Alpha)
+	}
+	extra := ""
+	if o.Recompute {
+		extra = ", recompute"
+	}
+	return fmt.Sprintf("STEP: %d stages adding %s layers, training %s steps; frozen weights %s, %s%s",
+		len(o.Stages), strings.Join(adds, "+"), strings.Join(steps, ", "), lo.Format, adapters, extra)
+}

@@ -58,6 +58,7 @@ func NewTrainer(d *gpu.Device, o Options, data *Data, log io.Writer) (*Trainer, 
 	cfg := o.Model
 	if o.Staged() {
 		cfg = o.StageConfig(1)
+		fmt.Fprintln(log, o.StageSummary())
 	}
 	m, err := nn.NewStagedModel(d, cfg, nn.Layout{Recompute: o.Recompute}, o.Seed)
 	if err != nil {
