@@ -18,31 +18,45 @@ func dlinear(r *gpu.Recorder, dx, dw, dy, x, w *gpu.Buffer, N, Cout, Cin int, ac
 
 // dlin records the backward of the linear map short of block l, y = x·Wᵀ:
 // dx (N, Cin) = dy·W, added to dx when accumulate is set. A trained block
-// accumulates dW += dyᵀ·x; a frozen one gets no weight gradient, and its
-// adapters' gradients accumulate (LoRABackward), with the input gradient
-// going through m.tmp when it must be added.
+// accumulates dW += dyᵀ·x. A frozen one gets no weight gradient; with an
+// adapter (y += s·u·Bᵀ, u = x·Aᵀ, s = Alpha/R) it accumulates
+// dB += s·dyᵀ·u and dA += duᵀ·x with du = s·dy·B, and adds du·A to dx.
 func (m *Model) dlin(r *gpu.Recorder, l int, short string, dx, dy, x *gpu.Buffer, N, Cout, Cin int, accumulate bool) error {
 	name := fmt.Sprintf("layers.%d.%s", l, short)
 	if !m.layout.IsFrozen(l) {
 		return dlinear(r, dx, m.grads[name], dy, x, m.params[name], N, Cout, Cin, accumulate)
 	}
-	out := dx
-	if accumulate {
-		out = m.tmp
-	}
-	w, wf := m.params[name], m.Format(name)
-	var err error
-	if u, ok := m.loraU[name]; ok {
-		an, bn := LoRANames(name)
-		err = shaders.LoRABackward(r, out, m.grads[an], m.grads[bn], m.loraDU, dy, x, u, w, m.params[an], m.params[bn],
-			N, Cin, Cout, m.layout.R, m.layout.Scale(), wf)
-	} else {
-		err = shaders.FrozenLinearBackward(r, out, dy, w, N, Cin, Cout, wf)
-	}
-	if err != nil || !accumulate {
+	w, err := m.frozenWeight(r, name, Cout*Cin)
+	if err != nil {
 		return err
 	}
-	return shaders.Accumulate(r, dx, m.tmp, N*Cin, 1)
+	if err := shaders.Matmul(r, dx, dy, w, N, Cin, Cout, shaders.NN, accumulate); err != nil {
+		return err
+	}
+	u, ok := m.loraU[name]
+	if !ok {
+		return nil
+	}
+	an, bn := LoRANames(name)
+	R := m.layout.R
+	sb, err := m.scaledB(r, m.params[bn], Cout*R)
+	if err != nil {
+		return err
+	}
+	steps := []func() error{
+		func() error { return shaders.Matmul(r, m.loraDU, dy, sb, N, R, Cout, shaders.NN, false) }, // du
+		func() error { return shaders.Matmul(r, m.grads[an], m.loraDU, x, R, Cin, N, shaders.TN, true) },
+		func() error { return shaders.Matmul(r, dx, m.loraDU, m.params[an], N, Cin, R, shaders.NN, true) },
+		// dB += s·dyᵀ·u, through the scratch that held s·B.
+		func() error { return shaders.Matmul(r, sb, dy, u, Cout, R, N, shaders.TN, false) },
+		func() error { return shaders.Accumulate(r, m.grads[bn], sb, Cout*R, m.layout.Scale()) },
+	}
+	for _, s := range steps {
+		if err := s(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Backward records the backward pass from the head's dhf (left in m.dh by

@@ -48,20 +48,54 @@ func linear(r *gpu.Recorder, y, x, w *gpu.Buffer, N, Cout, Cin int) error {
 }
 
 // lin records y (N, Cout) = x (N, Cin) · Wᵀ for the linear map short of
-// block l: a plain product for a trained block; for a frozen one the LoRA
-// linear over the weight in its format, saving u = x·Aᵀ for the backward.
+// block l. A frozen block's weight goes through frozenWeight (a half weight
+// widened into scratch), so every block runs on the fast matmul; with an
+// adapter it adds (Alpha/R)·(x·Aᵀ)·Bᵀ, saving u = x·Aᵀ for the backward.
 func (m *Model) lin(r *gpu.Recorder, l int, short string, y, x *gpu.Buffer, N, Cout, Cin int) error {
 	name := fmt.Sprintf("layers.%d.%s", l, short)
 	if !m.layout.IsFrozen(l) {
 		return linear(r, y, x, m.params[name], N, Cout, Cin)
 	}
-	w, wf := m.params[name], m.Format(name)
+	w, err := m.frozenWeight(r, name, Cout*Cin)
+	if err != nil {
+		return err
+	}
+	if err := linear(r, y, x, w, N, Cout, Cin); err != nil {
+		return err
+	}
 	u, ok := m.loraU[name]
 	if !ok {
-		return shaders.FrozenLinearForward(r, y, x, w, N, Cin, Cout, wf)
+		return nil
 	}
 	an, bn := LoRANames(name)
-	return shaders.LoRAForward(r, y, u, x, w, m.params[an], m.params[bn], N, Cin, Cout, m.layout.R, m.layout.Scale(), wf)
+	R := m.layout.R
+	if err := linear(r, u, x, m.params[an], N, R, Cin); err != nil {
+		return err
+	}
+	sb, err := m.scaledB(r, m.params[bn], Cout*R)
+	if err != nil {
+		return err
+	}
+	return shaders.Matmul(r, y, u, sb, N, Cout, R, shaders.NT, true)
+}
+
+// frozenWeight returns a frozen weight as float32 for the matmul: the
+// weight itself in the F32 format, else its half values widened into
+// m.wtmp (exact; valid until the next call).
+func (m *Model) frozenWeight(r *gpu.Recorder, name string, n int) (*gpu.Buffer, error) {
+	if m.Format(name) != shaders.Half {
+		return m.params[name], nil
+	}
+	return m.wtmp, shaders.UnpackHalfGPU(r, m.wtmp, m.params[name], n)
+}
+
+// scaledB records m.loraSB = (Alpha/R)·B for an adapter's B of n elements
+// and returns it.
+func (m *Model) scaledB(r *gpu.Recorder, b *gpu.Buffer, n int) (*gpu.Buffer, error) {
+	if err := r.Clear(m.loraSB, 0, uint64(4*n)); err != nil {
+		return nil, err
+	}
+	return m.loraSB, shaders.Accumulate(r, m.loraSB, b, n, m.layout.Scale())
 }
 
 // Forward records the forward pass of the uploaded batch through the final

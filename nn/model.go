@@ -49,6 +49,9 @@ type Model struct {
 	loraU  map[string]*gpu.Buffer
 	loraDU *gpu.Buffer
 	dgain  *gpu.Buffer
+	// wtmp (the largest frozen matrix, f32) holds a half weight widened for
+	// the matmul; loraSB (max(C, H), R) the scaled B of an adapter.
+	wtmp, loraSB *gpu.Buffer
 
 	// Optimizer scratch.
 	partials, clip, hyper *gpu.Buffer
@@ -235,6 +238,14 @@ func (m *Model) alloc() error {
 	m.offsets = must("input.token_offsets", gpu.CatActivations, c.V+1)
 	m.positions = must("input.token_positions", gpu.CatActivations, N)
 	m.tmp = must("scratch.tmp", gpu.CatScratch, N*c.C)
+	// Frozen layers: a float32 copy of one half weight for the fast matmul,
+	// and the adapters' scaled B (and dB's product) of the widest map.
+	if n := m.frozenUnpackLen(); n > 0 {
+		m.wtmp = must("scratch.frozen_w", gpu.CatScratch, n)
+	}
+	if len(m.loraU) > 0 {
+		m.loraSB = must("scratch.lora_sb", gpu.CatScratch, max(c.C, c.H)*m.layout.R)
+	}
 	if m.inference {
 		return err
 	}
@@ -263,6 +274,18 @@ func (m *Model) alloc() error {
 	m.clip = must("optim.clip", gpu.CatScratch, 4)
 	m.hyper = must("optim.hyper", gpu.CatScratch, 16)
 	return err
+}
+
+// frozenUnpackLen returns the elements of the largest frozen half matrix
+// (0 when no frozen weight is stored in half precision).
+func (m *Model) frozenUnpackLen() int {
+	n := 0
+	for _, s := range m.frozen {
+		if m.wf[s.Name] == shaders.Half {
+			n = max(n, s.Numel())
+		}
+	}
+	return n
 }
 
 // Release frees every buffer of the model.

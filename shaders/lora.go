@@ -75,6 +75,8 @@ var (
 	kLoRAMH   = kernel("lora", "merge_half", loraBind4, loraSubs)
 	kLoRAPack = kernel("lora", "pack_half",
 		[]gpu.BindKind{gpu.BindUniform, gpu.BindReadWrite, gpu.BindRead}, loraSubs)
+	kLoRAUnpack = kernel("lora", "unpack_half",
+		[]gpu.BindKind{gpu.BindUniform, gpu.BindReadWrite, gpu.BindRead}, loraSubs)
 )
 
 // loraScalarOnly forces the scalar quad loaders everywhere; tests set it to
@@ -379,6 +381,31 @@ func PackHalfGPU(r *gpu.Recorder,
 	}
 	d := r.Device()
 	p, err := d.Pipeline(kLoRAPack)
+	if err != nil {
+		return err
+	}
+	g := d.Grid1D((n+1)/2, loraWG)
+	return r.Dispatch(p, g, float64(elems4*n), loraParams(n, 0, 0, 0, 0, 0, 0, 0, 0, g.X, false, 0, 0),
+		dst.Arg(), src.Arg())
+}
+
+// UnpackHalfGPU records widening n half values of src, packed two per u32
+// word as PackHalf and PackHalfGPU write them, into float32 values of dst,
+// exactly (UnpackHalf on the device). Frozen layers use it to give the
+// fast matmul a float32 copy of a half weight.
+func UnpackHalfGPU(r *gpu.Recorder,
+	dst, // (n,) f32 out
+	src *gpu.Buffer, // (ceil(n/2),) u32 words
+	n int) error {
+	if n < 1 {
+		return fmt.Errorf("unpack half: n = %d, need at least 1", n)
+	}
+	if dst.Size < loraF32(n) || src.Size < Half.Bytes(n) {
+		return fmt.Errorf("unpack half: %s (%d bytes) or %s (%d bytes) too small for %d elements", dst.Name, dst.Size,
+			src.Name, src.Size, n)
+	}
+	d := r.Device()
+	p, err := d.Pipeline(kLoRAUnpack)
 	if err != nil {
 		return err
 	}

@@ -577,3 +577,21 @@ fn pack_half(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
   }
   hout[w] = half_pack(v);
 }
+
+@group(0) @binding(2) var<storage, read> hin: array<u32>;
+
+// unpack_half widens p.M half values, packed two per word in hin (low half
+// first), into out: the frozen weight's float32 copy that the fast matmul
+// reads. Exact: every half is a float32.
+@compute @workgroup_size({{WG}})
+fn unpack_half(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let w = (wid.y * p.nwg_x + wid.x) * {{WG}}u + lid.x;
+  if (2u * w >= p.M) {
+    return;
+  }
+  let v = unpack2x16float(hin[w]);
+  out[2u * w] = v.x;
+  if (2u * w + 1u < p.M) {
+    out[2u * w + 1u] = v.y;
+  }
+}

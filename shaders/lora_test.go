@@ -323,6 +323,33 @@ func TestLoRAPackHalfGPU(t *testing.T) {
 	gputest.CheckPadding(t, dst, words)
 }
 
+// TestLoRAUnpackHalfGPU checks the device unpacker bit for bit against
+// the host one over every half bit pattern (both halves of a word; NaN
+// payloads compared as NaN), with an odd count so the last word is half
+// used.
+func TestLoRAUnpackHalfGPU(t *testing.T) {
+	d := gputest.Device(t)
+	n := 1<<16 + 1 // every pattern, plus one low half
+	words := make([]uint32, (n+1)/2)
+	for e := range n {
+		words[e/2] |= uint32(e&0xFFFF) << (16 * (e % 2))
+	}
+	src := gputest.UploadU32(t, d, "half words", words)
+	dst := gputest.Output(t, d, "f32", n, 0)
+	gputest.Run(t, d, func(r *gpu.Recorder) error { return UnpackHalfGPU(r, dst, src, n) })
+	got, err := dst.ReadF32(0, n)
+	require.NoError(t, err)
+	want := UnpackHalf(words, n)
+	for i := range want {
+		if math.IsNaN(float64(want[i])) {
+			require.Truef(t, math.IsNaN(float64(got[i])), "pattern %#04x: %v, want NaN", i&0xFFFF, got[i])
+			continue
+		}
+		require.Equalf(t, math.Float32bits(want[i]), math.Float32bits(got[i]), "pattern %#04x", i&0xFFFF)
+	}
+	gputest.CheckPadding(t, dst, n)
+}
+
 // BenchmarkLoRA times the forward and the backward at N=2048,
 // Cin=Cout=512 for R = 8 and 64 in both weight formats, reporting GFLOP/s
 // (2 per multiply-add of the products in nn/ref/lora.go). Run with

@@ -21,6 +21,31 @@ import (
 // 16x16 ran at ~30 GFLOP/s against ~20-24 for 8x16 under the same load, and
 // unrolling the four K steps of a texel beat looping over them (~30 vs ~18).
 // matmulTexWarm compiles the kernel in a submission of its own.
+//
+// What bounds this kernel on lavapipe (Mesa 22.3, measured 2026-11-27 by
+// disassembling the JIT code under perf and timing variants; the machine was
+// shared at load 4-8, so rates below are per CPU second x 2 cores, 1024^3):
+// every textureLoad is a call of ~100+ instructions (per-lane level and size
+// computation, bounds check, eight 16-byte loads, a 4x8 transpose), whether or
+// not the lanes load the same texel, so speed follows FMAs per textureLoad.
+// Larger tiles raise that ratio but spill more: the accumulators live on the
+// stack (32x24 x 8 lanes = 24 KB) and the unrolled loop body of a 32x24 tile
+// is ~90 KB of machine code, beyond the 32 KB L1i. An outer-product layout
+// was tried (op(A) packed transposed, texel = 4 rows at one k; per k, tm/4 +
+// tn4 loads and a rank-1 update; tiles 16x16 to 32x32, K unrolled 1, 2 or
+// 4): with its texture loads replaced by arithmetic it ran 108-121 GFLOP/s
+// at 16x16 but 76-81 at 32x24, with the loads both ran 31-41 kernel-only,
+// and end to end (with its extra pack of A in NN and NT) NN 27-35, NT 28-33,
+// TN 29-31 against NN 29-35, NT 27-35, TN 27-30 for this kernel, over both
+// issue shapes in the same runs. Its 32x24 tile took 94 s to compile cold
+// with the res loop below, 139 s with unrolled guarded stores and 6.6 s
+// staging the tile through workgroup memory (at load ~6; this kernel:
+// 2.4-2.7 s), so it was not kept. Also slower: workgroups not 8 wide along
+// x (4x2: 4x slower, 1x8: 7x; llvmpipe vectorises along x only),
+// interleaving the lanes' columns (-10%), reading op(A) from a storage
+// buffer (-30%); making op(A)'s addresses provably workgroup-uniform changed
+// nothing (texture loads are never scalarised, and a storage load is a
+// per-lane loop either way).
 const (
 	matmulTexTM  = 16
 	matmulTexTN4 = 4

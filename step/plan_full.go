@@ -170,6 +170,7 @@ func PlanStage(c nn.Config, frozen int, o PlanOptions) (Footprint, error) {
 	train, froze := c.StagedSpecs(lo)
 	adapters := 0
 	maps := map[string]bool{} // adapted linear maps, by name inside a block
+	unpack := 0               // the largest frozen half matrix, widened for the matmul
 	for _, s := range froze {
 		n := s.Numel()
 		switch {
@@ -177,6 +178,9 @@ func PlanStage(c nn.Config, frozen int, o PlanOptions) (Footprint, error) {
 			f.f32(gpu.CatParams, n)
 		default:
 			f.buf(gpu.CatParams, lo.Format.Bytes(n))
+			if lo.Format == shaders.Half {
+				unpack = max(unpack, n)
+			}
 		}
 	}
 	for _, s := range train {
@@ -196,9 +200,10 @@ func PlanStage(c nn.Config, frozen int, o PlanOptions) (Footprint, error) {
 	if o.Recompute { // blocks share u per linear map
 		adapters = len(maps)
 	}
-	f.forward(c, N, chunk, adapters, o.R, o.Recompute)
+	fw := forwardPlan{adapters: adapters, R: o.R, recompute: o.Recompute, unpack: unpack}
+	f.forward(c, N, chunk, fw)
 	if o.Sampler { // nn.NewSampler: batch-1 activations, shared weights
-		f.forward(c, c.T, min(c.T, chunk), adapters, o.R, o.Recompute)
+		f.forward(c, c.T, min(c.T, chunk), fw)
 	}
 
 	// The backward's (N, C) and (N, H) buffers, the adapters' and frozen
@@ -230,12 +235,12 @@ func PlanStage(c nn.Config, frozen int, o PlanOptions) (Footprint, error) {
 // losses and inputs, and the loss sums, head row chunks and tmp scratch.
 // With recompute the blocks keep only their inputs and share one set of
 // the rest.
-func (f *Footprint) forward(c nn.Config, N, chunk, adapters, R int, recompute bool) {
-	for range adapters {
-		f.f32(gpu.CatActivations, N*R)
+func (f *Footprint) forward(c nn.Config, N, chunk int, fw forwardPlan) {
+	for range fw.adapters {
+		f.f32(gpu.CatActivations, N*fw.R)
 	}
 	sets := c.L
-	if recompute { // one input per block, one shared set of the rest
+	if fw.recompute { // one input per block, one shared set of the rest
 		for range c.L - 1 {
 			f.f32(gpu.CatActivations, N*c.C)
 		}
@@ -262,6 +267,21 @@ func (f *Footprint) forward(c nn.Config, N, chunk, adapters, R int, recompute bo
 		f.f32(gpu.CatScratch, chunk*c.C)
 	}
 	f.f32(gpu.CatScratch, N*c.C) // tmp
+	if fw.unpack > 0 {           // a frozen half weight widened for the matmul
+		f.f32(gpu.CatScratch, fw.unpack)
+	}
+	if fw.adapters > 0 { // an adapter's scaled B
+		f.f32(gpu.CatScratch, max(c.C, c.H)*fw.R)
+	}
+}
+
+// forwardPlan is what a model's forward allocates beyond its config:
+// adapters (each saves u (N, R)), recomputation, and the largest frozen
+// half matrix (elements) that is widened into scratch.
+type forwardPlan struct {
+	adapters, R int
+	recompute   bool
+	unpack      int
 }
 
 // StagePlan is one stage of a memory plan.
