@@ -42,33 +42,25 @@ func bytesF32(b []byte) []float32 {
 }
 
 // Save writes a checkpoint of the trainer's whole state (weights, AdamW
-// moments, step, tokens, data cursor, options, tokenizer) into the run's
-// checkpoint folder, points LATEST at it and removes checkpoints beyond
-// Opt.Keep. It returns the file's path.
+// moments, step, stage, tokens, data cursor, options, tokenizer) into the
+// run's checkpoint folder as step-N.ckpt, points LATEST at it and removes
+// step checkpoints beyond Opt.Keep. It returns the file's path.
 func (t *Trainer) Save() (string, error) {
-	dir := CheckpointDir(t.Opt.RunDir)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("save checkpoint: %w", err)
-	}
-	h, tensors, err := t.snapshot()
+	path, err := t.saveAs(fmt.Sprintf("step-%08d.ckpt", t.Step))
 	if err != nil {
 		return "", err
 	}
-	name := fmt.Sprintf("step-%08d.ckpt", t.Step)
-	path := filepath.Join(dir, name)
-	if err := checkpoints.Write(path, h, tensors); err != nil {
-		return "", err
-	}
-	if err := writeAtomic(filepath.Join(dir, latestFile), []byte(name+"\n")); err != nil {
-		return "", err
-	}
-	return path, prune(dir, t.Opt.Keep)
+	return path, prune(CheckpointDir(t.Opt.RunDir), t.Opt.Keep)
 }
 
 // SaveStage writes the model a growth just made, before its first step, as
 // stage-N.ckpt in the run's checkpoint folder (never pruned), and points
 // LATEST at it. It returns the file's path.
-func (t *Trainer) SaveStage() (string, error) {
+func (t *Trainer) SaveStage() (string, error) { return t.saveAs(fmt.Sprintf("stage-%d.ckpt", t.Stage)) }
+
+// saveAs writes the trainer's checkpoint under a name in the run's
+// checkpoint folder and points LATEST at it.
+func (t *Trainer) saveAs(name string) (string, error) {
 	dir := CheckpointDir(t.Opt.RunDir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("save checkpoint: %w", err)
@@ -77,7 +69,6 @@ func (t *Trainer) SaveStage() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	name := fmt.Sprintf("stage-%d.ckpt", t.Stage)
 	path := filepath.Join(dir, name)
 	if err := checkpoints.Write(path, h, tensors); err != nil {
 		return "", err
