@@ -30,6 +30,7 @@ type CLI struct {
 	Plan     PlanCmd     `cmd:"" help:"Plan STEP's stages: the split that minimises peak memory and the bytes of every stage."`
 	Export   ExportCmd   `cmd:"" help:"Write a checkpoint's model as a Hugging Face LLaMA folder (config.json, model.safetensors, tokenizer.json)."`
 	Import   ImportCmd   `cmd:"" help:"Convert a Hugging Face LLaMA folder into a step-gpu checkpoint."`
+	Repro    ReproCmd    `cmd:"" help:"Reproduce STEP at laptop scale: vanilla, STEP-2 and STEP-3 (and ablations) on the same tokens; loss, memory, plots."`
 }
 
 // Main runs the command line with args (without the program name) and
