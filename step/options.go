@@ -87,6 +87,9 @@ func (o Options) Defaults() Options {
 	if o.Staged() {
 		o.Stages = append([]StageSpec(nil), o.Stages...)
 		o.Steps = o.fillStages()
+		// Each stage has its own schedule; the run-wide warmup filled from
+		// an earlier step count must still fit the stages' total.
+		o.Warmup = min(o.Warmup, o.Steps)
 	}
 	if o.MinLR == 0 {
 		o.MinLR = o.LR / 10

@@ -272,7 +272,11 @@ func StagesWithin(o Options, budget uint64) (int, error) {
 	p, err := PlanWithin(o.Model, budget, PlanOptions{R: o.loraRank(), FrozenF32: o.FrozenF32, Targets: o.LoRATargets,
 		Sampler: o.SampleEvery > 0, Recompute: o.Recompute})
 	if err != nil {
-		return 0, err
+		hint := "a larger budget, a smaller --batch or --seq-len"
+		if !o.Recompute {
+			hint = "--recompute, " + hint
+		}
+		return 0, fmt.Errorf("--budget: %w (try %s; `step-gpu plan` shows every stage)", err, hint)
 	}
 	return len(p.Stages), nil
 }
