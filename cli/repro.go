@@ -31,6 +31,7 @@ type ReproCmd struct {
 	AblationStages int      `name:"ablation-stages" help:"Stages of the STEP run the ablations vary (default 3)." default:"3" placeholder:"K"`
 	LoRARank       int      `name:"lora-rank" help:"LoRA rank of the adapters on frozen layers (default 8)." default:"8" placeholder:"R"`
 	LoRAAlpha      float64  `name:"lora-alpha" help:"LoRA alpha; adapters are scaled by alpha/rank (default 16)."`
+	Recompute      bool     `help:"Every method recomputes block activations in the backward (train --recompute): less activation memory, about a third more compute."`
 	Overwrite      bool     `help:"Replace method run folders that --out already holds."`
 	Replot         bool     `help:"Train nothing: read --out's results.json and write the table, results.md and the plots again."`
 	ModelFlags     `embed:""`
@@ -88,7 +89,7 @@ func (c *ReproCmd) config() (repro.Config, error) {
 	setInt(&o.EvalBatches, c.EvalBatches)
 	setInt(&o.LogEvery, c.LogEvery)
 	o.LoRARank, o.LoRAAlpha = c.LoRARank, c.LoRAAlpha
-	o.Data, o.ByteTokens, o.Seed, o.Shuffle = c.Data, c.ByteTokens, c.Seed, c.Shuffle
+	o.Data, o.ByteTokens, o.Seed, o.Shuffle, o.Recompute = c.Data, c.ByteTokens, c.Seed, c.Shuffle, c.Recompute
 	if o.ByteTokens {
 		m.V = 257
 	}
