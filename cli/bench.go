@@ -15,7 +15,7 @@ import (
 // BenchCmd measures kernel throughput.
 type BenchCmd struct {
 	Preset string `help:"Model config whose shapes to measure (${presets})." default:"d512"`
-	Op     string `help:"Measure only ops whose name contains this (e.g. matmul, attention, adamw)."`
+	Op     string `help:"Measure only ops whose name contains this (e.g. matmul, attention, adamw; checkpoint runs only when named)."`
 	M      int    `help:"Matmul rows (with --n and --k: measure this one matmul shape instead of the preset's)."`
 	N      int    `help:"Matmul columns."`
 	K      int    `help:"Matmul inner size."`

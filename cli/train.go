@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -127,6 +129,9 @@ func (c *TrainCmd) Run(e *Env) error {
 	if err != nil {
 		return err
 	}
+	if step.LoseDeviceAfter, err = faultStep(); err != nil {
+		return err
+	}
 	if !c.Resume && !c.Profile {
 		if latest, err := step.LatestCheckpoint(o.RunDir); err == nil {
 			return fmt.Errorf("%s already holds a run (latest checkpoint %s): pass --resume to continue it, or choose another --run-dir", o.RunDir, latest)
@@ -139,20 +144,30 @@ func (c *TrainCmd) Run(e *Env) error {
 			return err
 		}
 		if loaded, err = step.OpenCheckpoint(path); err != nil {
-			return err
+			return resumeHint(o.RunDir, path, err)
 		}
 		defer loaded.R.Close()
 		if err := step.SameModel(loaded.Final(), withVocab(o, loaded.Config.V).Model); err != nil {
 			return fmt.Errorf("resume from %s: %w", path, err)
 		}
 	}
+	// The order fails fast: broken data before the device opens, a model
+	// the device cannot hold before any tokenization.
+	corpus, split, err := step.OpenCorpus(o.Data, e.Stderr)
+	if err != nil {
+		return err
+	}
 	d, err := e.open()
 	if err != nil {
 		return err
 	}
 	defer d.Close()
+	if err := step.CheckFits(d, o); err != nil {
+		return err
+	}
 	progress := tokenProgress(e)
-	data, err := step.PrepareData(o.Data, o.RunDir, o.Model.V, o.ByteTokens, o.Model.B, o.Model.T, o.Shuffle, o.Seed, e.Stderr, progress)
+	data, err := step.PrepareCorpus(corpus, split, o.RunDir, o.Model.V, o.ByteTokens, o.Model.B, o.Model.T, o.Shuffle, o.Seed,
+		e.Stderr, progress)
 	if err != nil {
 		return err
 	}
@@ -164,7 +179,7 @@ func (c *TrainCmd) Run(e *Env) error {
 	defer t.Release()
 	if loaded != nil {
 		if err := t.Resume(loaded); err != nil {
-			return err
+			return resumeHint(o.RunDir, loaded.R.Path(), err)
 		}
 		fmt.Fprintf(e.Stdout, "resumed %s at step %d\n", loaded.R.Path(), t.Step)
 	}
@@ -198,6 +213,37 @@ func (c *TrainCmd) Run(e *Env) error {
 	latest, _ := step.LatestCheckpoint(o.RunDir)
 	fmt.Fprintf(e.Stdout, "model saved: %s\n", latest)
 	return nil
+}
+
+// resumeHint adds to a failure to resume from the latest checkpoint which
+// older checkpoint of the run is intact and how to resume from it, when the
+// latest one is damaged.
+func resumeHint(runDir, latest string, err error) error {
+	intact, n, ierr := step.LastIntactCheckpoint(runDir)
+	if ierr != nil || intact == latest {
+		return err
+	}
+	latestFile := filepath.Join(filepath.Dir(latest), "LATEST")
+	return fmt.Errorf("%w; the newest intact checkpoint is %s (step %d): to resume from it, write its name into %s "+
+		"(echo %s > %s) and run again", err, intact, n, latestFile, filepath.Base(intact), latestFile)
+}
+
+// faultEnv names the test hook that marks the device lost after a given
+// step (docs/PLATFORM.md).
+const faultEnv = "STEP_GPU_FAULT_LOSE_DEVICE_AT"
+
+// faultStep reads the fault-injection hook: the step after which the device
+// is lost, or 0 when the variable is unset.
+func faultStep() (int, error) {
+	v := os.Getenv(faultEnv)
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("%s=%q: want a step number, 1 or more", faultEnv, v)
+	}
+	return n, nil
 }
 
 func withVocab(o step.Options, v int) step.Options {

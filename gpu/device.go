@@ -176,6 +176,22 @@ func (d *Device) Lost() error {
 	return d.lost
 }
 
+// InjectLoss marks the device lost with reason, exactly as the device-lost
+// callback does on a real loss, so that every later submission, readback and
+// allocation fails with the device-lost error. It exists for fault
+// injection (docs/PLATFORM.md). The binding has no Device.Destroy, and
+// wgpu-native v22's wgpuDeviceDestroy, called through cgo, was measured to
+// change nothing on lavapipe (buffers still read and write, the lost
+// callback never runs), so the loss is injected at the place every gpu call
+// consults.
+func (d *Device) InjectLoss(reason string) {
+	d.lostMu.Lock()
+	defer d.lostMu.Unlock()
+	if d.lost == nil {
+		d.lost = fmt.Errorf("device lost (%s): %s", wgpu.DeviceLostReasonDestroyed, reason)
+	}
+}
+
 // Close releases the caches, the device and the instance. Buffers still
 // live stay counted in the ledger, which lets tests find leaks.
 func (d *Device) Close() {

@@ -42,6 +42,14 @@ func PrepareData(spec, runDir string, vocab int, bytes bool, B, T int, shuffle b
 	if err != nil {
 		return nil, err
 	}
+	return PrepareCorpus(corpus, split, runDir, vocab, bytes, B, T, shuffle, seed, log, progress)
+}
+
+// PrepareCorpus is PrepareData for a corpus already opened (OpenCorpus),
+// so that a command can check its data before it opens the device and its
+// model against the device before it spends time on tokenization.
+func PrepareCorpus(corpus *data.Corpus, split *data.Split, runDir string, vocab int, bytes bool, B, T int, shuffle bool,
+	seed uint64, log io.Writer, progress func(done, total int64)) (*Data, error) {
 	if err := os.MkdirAll(runDir, 0o755); err != nil {
 		return nil, fmt.Errorf("run folder: %w", err)
 	}

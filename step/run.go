@@ -66,11 +66,28 @@ func isTerminal(f *os.File) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
+// LoseDeviceAfter, when positive, marks the device lost
+// (gpu.Device.InjectLoss) right after that optimizer step, as a driver reset
+// would: a fault-injection hook for tests, which `step-gpu train` sets from
+// the STEP_GPU_FAULT_LOSE_DEVICE_AT environment variable (docs/PLATFORM.md).
+var LoseDeviceAfter int
+
 // Run trains until Opt.Steps, logging every LogEvery steps, evaluating every
 // EvalEvery, sampling every SampleEvery and checkpointing every SaveEvery
 // and at the end. On a non-finite loss it stops without saving, so the last
-// good checkpoint stays the newest. It returns the final validation loss.
+// good checkpoint stays the newest. When the device is lost it stops with an
+// error that wraps ErrDeviceLost and names the step, the reason and the last
+// intact checkpoint; no checkpoint is written after the loss. It returns the
+// final validation loss.
 func (t *Trainer) Run() (float64, error) {
+	val, err := t.run()
+	if err != nil && t.D.Lost() != nil {
+		return math.NaN(), t.lostError(err)
+	}
+	return val, err
+}
+
+func (t *Trainer) run() (float64, error) {
 	o := t.Opt
 	bar := isTerminal(os.Stderr)
 	stepFLOPs := ModelStepFLOPs(t.Model, o.TotalBatch)
@@ -107,6 +124,9 @@ func (t *Trainer) Run() (float64, error) {
 			return math.NaN(), err
 		}
 		intervalSteps++
+		if LoseDeviceAfter > 0 && t.Step == LoseDeviceAfter {
+			t.D.InjectLoss(fmt.Sprintf("fault injected after step %d (STEP_GPU_FAULT_LOSE_DEVICE_AT)", t.Step))
+		}
 		if bar && !read {
 			fmt.Fprintf(os.Stderr, "\r%s", progressBar(t.Step, o.Steps, 30))
 		}
@@ -167,6 +187,11 @@ func (t *Trainer) Run() (float64, error) {
 			fmt.Fprintf(t.Log, "sample: %q\n", text)
 		}
 		if t.Step%o.SaveEvery == 0 || t.Step == o.Steps || stageEnd {
+			// A lost device may read back garbage: never let it become the
+			// newest checkpoint.
+			if err := t.D.Lost(); err != nil {
+				return math.NaN(), err
+			}
 			path, err := t.Save()
 			if err != nil {
 				return math.NaN(), err

@@ -242,7 +242,7 @@ func (c *Corpus) addPath(path string, seen map[string]bool, explicit bool) error
 		}
 		if !utf8.Valid(text) {
 			if explicit {
-				return fmt.Errorf("%s: not UTF-8 text (binary file?)", path)
+				return fmt.Errorf("%s: %s", path, invalidText(text))
 			}
 			c.Skipped++
 			return nil
@@ -317,4 +317,15 @@ func (c *Corpus) EachWhere(keep func(source string, index int) bool, fn func(Doc
 		done += s.Size
 	}
 	return nil
+}
+
+// invalidText says how a file that is not valid UTF-8 is broken: cut in the
+// middle of its last character (truncated), or binary.
+func invalidText(text []byte) string {
+	for cut := 1; cut <= utf8.UTFMax-1 && cut < len(text); cut++ {
+		if utf8.Valid(text[:len(text)-cut]) {
+			return fmt.Sprintf("not UTF-8 text: it ends inside a character at byte %d (truncated?)", len(text))
+		}
+	}
+	return "not UTF-8 text (binary file?)"
 }

@@ -92,8 +92,9 @@ func TestCorpusJSONL(t *testing.T) {
 	} {
 		bad := writeFile(t, filepath.Join(t.TempDir(), "bad.jsonl"), tc.content)
 		c, err := Open(bad)
-		require.NoError(t, err, name) // Open only counts lines
-		err = c.Each(func(Document) error { return nil })
+		if err == nil { // Open checks only that every line is braced
+			err = c.Each(func(Document) error { return nil })
+		}
 		require.Error(t, err, name)
 		assert.Contains(t, err.Error(), tc.want, name)
 	}

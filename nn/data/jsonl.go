@@ -52,10 +52,19 @@ func jsonlLines(path string, fn func(line []byte, lineNo int, off int64) error) 
 }
 
 // countJSONL returns the number of documents (non-blank lines) in a JSONL
-// file.
+// file. It checks that every line is braced like a JSON object, which is
+// cheap and catches a truncated last line or a binary file as soon as the
+// corpus opens; the full decode, when the documents are read, catches the
+// rest with the file and line.
 func countJSONL(path string) (int, error) {
 	n := 0
-	err := jsonlLines(path, func([]byte, int, int64) error { n++; return nil })
+	err := jsonlLines(path, func(line []byte, lineNo int, _ int64) error {
+		if line[0] != '{' || line[len(line)-1] != '}' {
+			return fmt.Errorf("%s:%d: malformed JSON line: not a JSON object (truncated or binary file?)", path, lineNo)
+		}
+		n++
+		return nil
+	})
 	if err != nil {
 		return 0, err
 	}
