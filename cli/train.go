@@ -129,7 +129,8 @@ func (c *TrainCmd) Run(e *Env) error {
 	if err != nil {
 		return err
 	}
-	if step.LoseDeviceAfter, err = faultStep(); err != nil {
+	loseAt, err := faultStep()
+	if err != nil {
 		return err
 	}
 	if !c.Resume && !c.Profile {
@@ -177,6 +178,7 @@ func (c *TrainCmd) Run(e *Env) error {
 		return err
 	}
 	defer t.Release()
+	t.LoseDeviceAfter = loseAt
 	if loaded != nil {
 		if err := t.Resume(loaded); err != nil {
 			return resumeHint(o.RunDir, loaded.R.Path(), err)

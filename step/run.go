@@ -66,12 +66,6 @@ func isTerminal(f *os.File) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
-// LoseDeviceAfter, when positive, marks the device lost
-// (gpu.Device.InjectLoss) right after that optimizer step, as a driver reset
-// would: a fault-injection hook for tests, which `step-gpu train` sets from
-// the STEP_GPU_FAULT_LOSE_DEVICE_AT environment variable (docs/PLATFORM.md).
-var LoseDeviceAfter int
-
 // Run trains until Opt.Steps, logging every LogEvery steps, evaluating every
 // EvalEvery, sampling every SampleEvery and checkpointing every SaveEvery
 // and at the end. On a non-finite loss it stops without saving, so the last
@@ -124,7 +118,7 @@ func (t *Trainer) run() (float64, error) {
 			return math.NaN(), err
 		}
 		intervalSteps++
-		if LoseDeviceAfter > 0 && t.Step == LoseDeviceAfter {
+		if t.LoseDeviceAfter > 0 && t.Step == t.LoseDeviceAfter {
 			t.D.InjectLoss(fmt.Sprintf("fault injected after step %d (STEP_GPU_FAULT_LOSE_DEVICE_AT)", t.Step))
 		}
 		if bar && !read {

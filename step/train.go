@@ -33,6 +33,11 @@ type Trainer struct {
 	History   []checkpoints.Growth
 	// Memory holds each finished stage's memory report (reportMemory).
 	Memory []StageMemory
+	// LoseDeviceAfter, when positive, marks the device lost
+	// (gpu.Device.InjectLoss) right after that optimizer step, as a driver
+	// reset would: a fault-injection hook for tests, which `step-gpu train`
+	// sets from STEP_GPU_FAULT_LOSE_DEVICE_AT (docs/PLATFORM.md).
+	LoseDeviceAfter int
 	// PeakFLOPS is the device's measured matmul throughput, the base of
 	// the "% of peak" figure.
 	PeakFLOPS float64
