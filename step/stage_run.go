@@ -36,6 +36,9 @@ func ModelStepFLOPs(m *nn.Model, tokens int) float64 {
 // logs it, starts the stage's ledger peak afresh and saves the grown model
 // as the stage's checkpoint (stage-N.ckpt, never pruned).
 func (t *Trainer) Grow() error {
+	if err := t.D.Lost(); err != nil { // never grow (and save) from a lost device
+		return err
+	}
 	next := t.Stage + 1
 	o := t.Opt
 	spec := o.Stages[next-1]
