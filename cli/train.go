@@ -46,6 +46,7 @@ type TrainCmd struct {
 	Seed        uint64  `help:"Seed for initialisation and shuffling." default:"1"`
 	Shuffle     bool    `help:"Visit training windows in a seeded random order (--no-shuffle reads the corpus in order)." default:"true" negatable:""`
 	Resume      bool    `help:"Continue the run in --run-dir from its latest checkpoint."`
+	Init        string  `help:"Start a new run from this checkpoint's weights (e.g. made by step-gpu import) instead of random ones, with fresh optimizer state; the model's shape and tokenizer come from the checkpoint." placeholder:"CKPT"`
 	Profile     bool    `help:"Time every kernel of one training step, print the table and exit (no checkpoint)."`
 	ModelFlags  `embed:""`
 	StepFlags   `embed:"" group:"STEP and memory"`
@@ -138,6 +139,19 @@ func (c *TrainCmd) Run(e *Env) error {
 			return fmt.Errorf("%s already holds a run (latest checkpoint %s): pass --resume to continue it, or choose another --run-dir", o.RunDir, latest)
 		}
 	}
+	var initFrom *step.Loaded
+	if c.Init != "" {
+		if c.Resume {
+			return fmt.Errorf("--init starts a new run and --resume continues one: give one of them")
+		}
+		if initFrom, err = step.OpenCheckpoint(c.Init); err != nil {
+			return err
+		}
+		defer initFrom.R.Close()
+		if err := step.AdoptInit(&o, initFrom); err != nil {
+			return err
+		}
+	}
 	var loaded *step.Loaded
 	if c.Resume {
 		path, err := step.LatestCheckpoint(o.RunDir)
@@ -148,6 +162,7 @@ func (c *TrainCmd) Run(e *Env) error {
 			return resumeHint(o.RunDir, path, err)
 		}
 		defer loaded.R.Close()
+		step.ResumeInit(&o, loaded)
 		if err := step.SameModel(loaded.Final(), withVocab(o, loaded.Config.V).Model); err != nil {
 			return fmt.Errorf("resume from %s: %w", path, err)
 		}
@@ -179,6 +194,12 @@ func (c *TrainCmd) Run(e *Env) error {
 	}
 	defer t.Release()
 	t.LoseDeviceAfter = loseAt
+	if initFrom != nil {
+		if err := t.InitFrom(initFrom); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.Stdout, "initialised from %s\n", initFrom.R.Path())
+	}
 	if loaded != nil {
 		if err := t.Resume(loaded); err != nil {
 			return resumeHint(o.RunDir, loaded.R.Path(), err)

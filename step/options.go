@@ -58,6 +58,9 @@ type Options struct {
 	LoRATargets []string `msgpack:"lora_targets"`
 	NoLoRA      bool     `msgpack:"no_lora"`
 	FrozenF32   bool     `msgpack:"frozen_f32"`
+	// InitFrom names the checkpoint a run started from (`train --init`):
+	// its model's architecture is the checkpoint's, which --resume keeps.
+	InitFrom string `msgpack:"init_from"`
 	// Recompute keeps only each block's input for the backward and
 	// recomputes the block's activations there (nn.Layout.Recompute).
 	Recompute bool `msgpack:"recompute"`
