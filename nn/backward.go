@@ -18,38 +18,40 @@ func dlinear(r *gpu.Recorder, dx, dw, dy, x, w *gpu.Buffer, N, Cout, Cin int, ac
 
 // dlin records the backward of the linear map short of block l, y = x·Wᵀ:
 // dx (N, Cin) = dy·W, added to dx when accumulate is set. A trained block
-// accumulates dW += dyᵀ·x. A frozen one gets no weight gradient; with an
-// adapter (y += s·u·Bᵀ, u = x·Aᵀ, s = Alpha/R) it accumulates
-// dB += s·dyᵀ·u and dA += duᵀ·x with du = s·dy·B, and adds du·A to dx.
+// accumulates dW += dyᵀ·x. A frozen one gets no weight gradient of its
+// own; with an adapter (W_eff = W + s·B·A, s = Alpha/R) the input gradient
+// uses W_eff, and the adapter's gradients come from the effective weight's
+// gradient G = dyᵀ·x (in scratch): dB += s·G·Aᵀ and dA += s·Bᵀ·G, so no
+// product is as thin as the rank.
 func (m *Model) dlin(r *gpu.Recorder, l int, short string, dx, dy, x *gpu.Buffer, N, Cout, Cin int, accumulate bool) error {
 	name := fmt.Sprintf("layers.%d.%s", l, short)
 	if !m.layout.IsFrozen(l) {
 		return dlinear(r, dx, m.grads[name], dy, x, m.params[name], N, Cout, Cin, accumulate)
 	}
-	w, err := m.frozenWeight(r, name, Cout*Cin)
+	w, err := m.frozenWeight(r, name, Cout, Cin)
 	if err != nil {
 		return err
 	}
 	if err := shaders.Matmul(r, dx, dy, w, N, Cin, Cout, shaders.NN, accumulate); err != nil {
 		return err
 	}
-	u, ok := m.loraU[name]
-	if !ok {
+	if !m.adapted[name] {
 		return nil
 	}
 	an, bn := LoRANames(name)
 	R := m.layout.R
-	sb, err := m.scaledB(r, m.params[bn], Cout*R)
+	sb, err := m.scaled(r, m.loraSB, m.params[bn], Cout*R)
+	if err != nil {
+		return err
+	}
+	sa, err := m.scaled(r, m.loraSA, m.params[an], R*Cin)
 	if err != nil {
 		return err
 	}
 	steps := []func() error{
-		func() error { return shaders.Matmul(r, m.loraDU, dy, sb, N, R, Cout, shaders.NN, false) }, // du
-		func() error { return shaders.Matmul(r, m.grads[an], m.loraDU, x, R, Cin, N, shaders.TN, true) },
-		func() error { return shaders.Matmul(r, dx, m.loraDU, m.params[an], N, Cin, R, shaders.NN, true) },
-		// dB += s·dyᵀ·u, through the scratch that held s·B.
-		func() error { return shaders.Matmul(r, sb, dy, u, Cout, R, N, shaders.TN, false) },
-		func() error { return shaders.Accumulate(r, m.grads[bn], sb, Cout*R, m.layout.Scale()) },
+		func() error { return shaders.Matmul(r, m.gtmp, dy, x, Cout, Cin, N, shaders.TN, false) },          // G
+		func() error { return shaders.Matmul(r, m.grads[bn], m.gtmp, sa, Cout, R, Cin, shaders.NT, true) }, // dB
+		func() error { return shaders.Matmul(r, m.grads[an], sb, m.gtmp, R, Cin, Cout, shaders.TN, true) }, // dA
 	}
 	for _, s := range steps {
 		if err := s(); err != nil {

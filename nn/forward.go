@@ -48,54 +48,59 @@ func linear(r *gpu.Recorder, y, x, w *gpu.Buffer, N, Cout, Cin int) error {
 }
 
 // lin records y (N, Cout) = x (N, Cin) · Wᵀ for the linear map short of
-// block l. A frozen block's weight goes through frozenWeight (a half weight
-// widened into scratch), so every block runs on the fast matmul; with an
-// adapter it adds (Alpha/R)·(x·Aᵀ)·Bᵀ, saving u = x·Aᵀ for the backward.
+// block l. A frozen block's weight goes through frozenWeight (widened from
+// half precision and merged with its adapter, W + (Alpha/R)·B·A, in
+// scratch), so every block runs one product on the fast matmul and no
+// product is as thin as the adapter's rank.
 func (m *Model) lin(r *gpu.Recorder, l int, short string, y, x *gpu.Buffer, N, Cout, Cin int) error {
 	name := fmt.Sprintf("layers.%d.%s", l, short)
 	if !m.layout.IsFrozen(l) {
 		return linear(r, y, x, m.params[name], N, Cout, Cin)
 	}
-	w, err := m.frozenWeight(r, name, Cout*Cin)
+	w, err := m.frozenWeight(r, name, Cout, Cin)
 	if err != nil {
 		return err
 	}
-	if err := linear(r, y, x, w, N, Cout, Cin); err != nil {
-		return err
+	return linear(r, y, x, w, N, Cout, Cin)
+}
+
+// frozenWeight returns a frozen weight (Cout, Cin) as the float32 matrix
+// its products use: the weight itself when it is float32 without an
+// adapter; otherwise m.wtmp holding it widened from half precision
+// (exact) plus, with an adapter, (Alpha/R)·B·A. m.wtmp is valid until the
+// next call.
+func (m *Model) frozenWeight(r *gpu.Recorder, name string, Cout, Cin int) (*gpu.Buffer, error) {
+	w := m.params[name]
+	n := Cout * Cin
+	switch {
+	case m.Format(name) == shaders.Half:
+		if err := shaders.UnpackHalfGPU(r, m.wtmp, w, n); err != nil {
+			return nil, err
+		}
+	case m.adapted[name]:
+		if err := r.Copy(m.wtmp, 0, w, 0, uint64(4*n)); err != nil {
+			return nil, err
+		}
+	default:
+		return w, nil
 	}
-	u, ok := m.loraU[name]
-	if !ok {
-		return nil
+	if !m.adapted[name] {
+		return m.wtmp, nil
 	}
 	an, bn := LoRANames(name)
-	R := m.layout.R
-	if err := linear(r, u, x, m.params[an], N, R, Cin); err != nil {
-		return err
-	}
-	sb, err := m.scaledB(r, m.params[bn], Cout*R)
+	sb, err := m.scaled(r, m.loraSB, m.params[bn], Cout*m.layout.R)
 	if err != nil {
-		return err
-	}
-	return shaders.Matmul(r, y, u, sb, N, Cout, R, shaders.NT, true)
-}
-
-// frozenWeight returns a frozen weight as float32 for the matmul: the
-// weight itself in the F32 format, else its half values widened into
-// m.wtmp (exact; valid until the next call).
-func (m *Model) frozenWeight(r *gpu.Recorder, name string, n int) (*gpu.Buffer, error) {
-	if m.Format(name) != shaders.Half {
-		return m.params[name], nil
-	}
-	return m.wtmp, shaders.UnpackHalfGPU(r, m.wtmp, m.params[name], n)
-}
-
-// scaledB records m.loraSB = (Alpha/R)·B for an adapter's B of n elements
-// and returns it.
-func (m *Model) scaledB(r *gpu.Recorder, b *gpu.Buffer, n int) (*gpu.Buffer, error) {
-	if err := r.Clear(m.loraSB, 0, uint64(4*n)); err != nil {
 		return nil, err
 	}
-	return m.loraSB, shaders.Accumulate(r, m.loraSB, b, n, m.layout.Scale())
+	return m.wtmp, shaders.Matmul(r, m.wtmp, sb, m.params[an], Cout, Cin, m.layout.R, shaders.NN, true)
+}
+
+// scaled records dst = (Alpha/R)·src over n elements and returns dst.
+func (m *Model) scaled(r *gpu.Recorder, dst, src *gpu.Buffer, n int) (*gpu.Buffer, error) {
+	if err := r.Clear(dst, 0, uint64(4*n)); err != nil {
+		return nil, err
+	}
+	return dst, shaders.Accumulate(r, dst, src, n, m.layout.Scale())
 }
 
 // Forward records the forward pass of the uploaded batch through the final
@@ -122,9 +127,8 @@ func (m *Model) Forward(r *gpu.Recorder) error {
 
 // blockForward records block l's forward from its input m.acts[l].x into
 // its activations and, with full set, on to next (the next block's input).
-// Without full it stops after the SwiGLU product (after the down
-// projection when that carries an adapter, whose u it needs): what the
-// backward of a recomputed block needs.
+// Without full it stops after the SwiGLU product: what the backward of a
+// recomputed block needs.
 func (m *Model) blockForward(r *gpu.Recorder, l int, next *gpu.Buffer, full bool) error {
 	c := m.Cfg
 	N, C, H, HS := c.B*c.T, c.C, c.H, c.HS()
@@ -146,12 +150,10 @@ func (m *Model) blockForward(r *gpu.Recorder, l int, next *gpu.Buffer, full bool
 		func() error { return m.lin(r, l, "mlp.w3", a.u, a.h2, N, H, C) },
 		func() error { return shaders.SwiGLUForward(r, a.s, a.g, a.u, N*H) },
 	}
-	_, adaptedW2 := m.loraU[fmt.Sprintf("layers.%d.mlp.w2", l)]
-	if full || adaptedW2 { // a recomputed w2 adapter needs its u = s·Aᵀ again
-		steps = append(steps, func() error { return m.lin(r, l, "mlp.w2", m.tmp, a.s, N, C, H) })
-	}
 	if full {
-		steps = append(steps, func() error { return shaders.ResidualForward(r, next, a.x2, m.tmp, N*C) })
+		steps = append(steps,
+			func() error { return m.lin(r, l, "mlp.w2", m.tmp, a.s, N, C, H) },
+			func() error { return shaders.ResidualForward(r, next, a.x2, m.tmp, N*C) })
 	}
 	for _, s := range steps {
 		if err := s(); err != nil {

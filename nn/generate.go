@@ -3,7 +3,6 @@ package nn
 import (
 	"fmt"
 
-	"github.com/step-gpu/step-gpu/gpu"
 	"math"
 	"math/rand/v2"
 	"sort"
@@ -27,7 +26,7 @@ func NewSampler(src *Model) (*Model, error) {
 	cfg := src.Cfg
 	cfg.B = 1
 	m := &Model{D: src.D, Cfg: cfg, layout: src.layout, specs: src.specs, frozen: src.frozen, wf: src.wf,
-		params: src.params, shared: true, inference: true, loraU: map[string]*gpu.Buffer{}}
+		params: src.params, shared: true, inference: true, adapted: map[string]bool{}}
 	if err := m.alloc(); err != nil {
 		m.Release()
 		return nil, fmt.Errorf("allocate sampler: %w", err)

@@ -43,15 +43,15 @@ type Model struct {
 	dx, dx2, dh, dq, dk, dv, datt, tmp *gpu.Buffer // (N, C)
 	ds, dg, du                         *gpu.Buffer // (N, H)
 
-	// Adapters: u (N, R) saved per adapted linear map (keyed by the map's
-	// name), du (N, R) backward scratch, and dgain (C), where the frozen
-	// RMSNorm gains' gradients go (the kernel always produces one).
-	loraU  map[string]*gpu.Buffer
-	loraDU *gpu.Buffer
-	dgain  *gpu.Buffer
-	// wtmp (the largest frozen matrix, f32) holds a half weight widened for
-	// the matmul; loraSB (max(C, H), R) the scaled B of an adapter.
-	wtmp, loraSB *gpu.Buffer
+	// Frozen layers: adapted names the linear maps with adapters; wtmp
+	// (the largest frozen matrix that needs it, f32) holds a frozen weight
+	// widened and merged with its adapter, gtmp (the largest adapted
+	// matrix) an adapted map's weight gradient, loraSB (max(C, H), R) and
+	// loraSA (R, max(C, H)) an adapter's scaled B and A, and dgain (C) the
+	// frozen RMSNorm gains' gradients (the kernel always produces one).
+	adapted                    map[string]bool
+	wtmp, gtmp, loraSB, loraSA *gpu.Buffer
+	dgain                      *gpu.Buffer
 
 	// Optimizer scratch.
 	partials, clip, hyper *gpu.Buffer
@@ -106,7 +106,7 @@ func newModel(d *gpu.Device, cfg Config, lo Layout, seed uint64, inference bool)
 	}
 	m := &Model{D: d, Cfg: cfg, layout: lo, params: map[string]*gpu.Buffer{}, inference: inference,
 		grads: map[string]*gpu.Buffer{}, m: map[string]*gpu.Buffer{}, v: map[string]*gpu.Buffer{},
-		wf: map[string]shaders.WeightFormat{}, loraU: map[string]*gpu.Buffer{}}
+		wf: map[string]shaders.WeightFormat{}, adapted: map[string]bool{}}
 	m.specs, m.frozen = cfg.StagedSpecs(lo)
 	for _, s := range m.frozen {
 		m.wf[s.Name] = shaders.F32
@@ -154,7 +154,6 @@ func (m *Model) alloc() error {
 	}
 	var sizes []int
 	var names []string
-	sharedU := map[string]*gpu.Buffer{}
 	for _, s := range m.frozen {
 		if err == nil && !m.shared {
 			m.params[s.Name], err = m.bufBytes(s.Name, gpu.CatParams, m.wf[s.Name].Bytes(s.Numel()))
@@ -170,17 +169,7 @@ func (m *Model) alloc() error {
 			m.params[s.Name] = must(s.Name, cat, n)
 		}
 		if s.LoRA && strings.HasSuffix(s.Name, ".lora_a") {
-			lin := strings.TrimSuffix(s.Name, ".lora_a")
-			key := lin // with Recompute, blocks share u per linear map
-			if m.layout.Recompute {
-				key = lin[len(fmt.Sprintf("layers.%d.", s.Layer)):]
-			}
-			if u, ok := sharedU[key]; ok {
-				m.loraU[lin] = u
-			} else {
-				m.loraU[lin] = must("act.lora_u."+key, gpu.CatActivations, N*m.layout.R)
-				sharedU[key] = m.loraU[lin]
-			}
+			m.adapted[strings.TrimSuffix(s.Name, ".lora_a")] = true
 		}
 		if !m.inference {
 			m.grads[s.Name] = must("grad."+s.Name, gpu.CatGrads, n)
@@ -238,12 +227,12 @@ func (m *Model) alloc() error {
 	m.offsets = must("input.token_offsets", gpu.CatActivations, c.V+1)
 	m.positions = must("input.token_positions", gpu.CatActivations, N)
 	m.tmp = must("scratch.tmp", gpu.CatScratch, N*c.C)
-	// Frozen layers: a float32 copy of one half weight for the fast matmul,
-	// and the adapters' scaled B (and dB's product) of the widest map.
-	if n := m.frozenUnpackLen(); n > 0 {
+	// Frozen layers: one frozen weight as float32 with its adapter merged
+	// (W + s·B·A) for the fast matmul, and an adapter's scaled B.
+	if n := m.frozenMergeLen(); n > 0 {
 		m.wtmp = must("scratch.frozen_w", gpu.CatScratch, n)
 	}
-	if len(m.loraU) > 0 {
+	if len(m.adapted) > 0 {
 		m.loraSB = must("scratch.lora_sb", gpu.CatScratch, max(c.C, c.H)*m.layout.R)
 	}
 	if m.inference {
@@ -258,8 +247,9 @@ func (m *Model) alloc() error {
 	m.ds = must("scratch.ds", gpu.CatScratch, N*c.H)
 	m.dg = must("scratch.dg", gpu.CatScratch, N*c.H)
 	m.du = must("scratch.du", gpu.CatScratch, N*c.H)
-	if len(m.loraU) > 0 {
-		m.loraDU = must("scratch.lora_du", gpu.CatScratch, N*m.layout.R)
+	if len(m.adapted) > 0 { // an adapted map's weight gradient, and s·A
+		m.gtmp = must("scratch.frozen_dw", gpu.CatScratch, m.adaptedLen())
+		m.loraSA = must("scratch.lora_sa", gpu.CatScratch, max(c.C, c.H)*m.layout.R)
 	}
 	if len(m.frozen) > 0 {
 		m.dgain = must("scratch.frozen_dgain", gpu.CatScratch, c.C)
@@ -276,12 +266,24 @@ func (m *Model) alloc() error {
 	return err
 }
 
-// frozenUnpackLen returns the elements of the largest frozen half matrix
-// (0 when no frozen weight is stored in half precision).
-func (m *Model) frozenUnpackLen() int {
+// frozenMergeLen returns the elements of the largest frozen matrix that is
+// widened from half precision or merged with an adapter before its
+// products (0 when none is).
+func (m *Model) frozenMergeLen() int {
 	n := 0
 	for _, s := range m.frozen {
-		if m.wf[s.Name] == shaders.Half {
+		if len(s.Shape) == 2 && (m.wf[s.Name] == shaders.Half || m.adapted[s.Name]) {
+			n = max(n, s.Numel())
+		}
+	}
+	return n
+}
+
+// adaptedLen returns the elements of the largest adapted frozen matrix.
+func (m *Model) adaptedLen() int {
+	n := 0
+	for _, s := range m.frozen {
+		if m.adapted[s.Name] {
 			n = max(n, s.Numel())
 		}
 	}

@@ -168,9 +168,15 @@ func PlanStage(c nn.Config, frozen int, o PlanOptions) (Footprint, error) {
 		return Footprint{}, err
 	}
 	train, froze := c.StagedSpecs(lo)
-	adapters := 0
-	maps := map[string]bool{} // adapted linear maps, by name inside a block
-	unpack := 0               // the largest frozen half matrix, widened for the matmul
+	adapted := map[string]bool{} // frozen maps with adapters
+	for _, s := range train {
+		if s.LoRA && strings.HasSuffix(s.Name, ".lora_a") {
+			adapted[strings.TrimSuffix(s.Name, ".lora_a")] = true
+		}
+	}
+	// merge: the largest frozen matrix widened from half or merged with its
+	// adapter in scratch; grad: the largest adapted one's weight gradient.
+	merge, grad := 0, 0
 	for _, s := range froze {
 		n := s.Numel()
 		switch {
@@ -178,29 +184,25 @@ func PlanStage(c nn.Config, frozen int, o PlanOptions) (Footprint, error) {
 			f.f32(gpu.CatParams, n)
 		default:
 			f.buf(gpu.CatParams, lo.Format.Bytes(n))
-			if lo.Format == shaders.Half {
-				unpack = max(unpack, n)
+			if lo.Format == shaders.Half || adapted[s.Name] {
+				merge = max(merge, n)
+			}
+			if adapted[s.Name] {
+				grad = max(grad, n)
 			}
 		}
 	}
 	for _, s := range train {
 		n := s.Numel()
 		trainable = append(trainable, n)
-		if !s.LoRA {
+		if s.LoRA {
+			f.trained(gpu.CatLoRA, n)
+		} else {
 			f.trained(gpu.CatParams, n)
-			continue
-		}
-		f.trained(gpu.CatLoRA, n)
-		if strings.HasSuffix(s.Name, ".lora_a") {
-			adapters++
-			maps[s.Name[len(fmt.Sprintf("layers.%d.", s.Layer)):]] = true
 		}
 	}
 
-	if o.Recompute { // blocks share u per linear map
-		adapters = len(maps)
-	}
-	fw := forwardPlan{adapters: adapters, R: o.R, recompute: o.Recompute, unpack: unpack}
+	fw := forwardPlan{adapters: len(adapted) > 0, R: o.R, recompute: o.Recompute, merge: merge}
 	f.forward(c, N, chunk, fw)
 	if o.Sampler { // nn.NewSampler: batch-1 activations, shared weights
 		f.forward(c, c.T, min(c.T, chunk), fw)
@@ -215,8 +217,9 @@ func PlanStage(c nn.Config, frozen int, o PlanOptions) (Footprint, error) {
 	for range 3 { // ds, dg, du
 		f.f32(gpu.CatScratch, N*c.H)
 	}
-	if adapters > 0 { // the adapters' du (N, R)
-		f.f32(gpu.CatScratch, N*o.R)
+	if len(adapted) > 0 { // an adapted map's weight gradient, and s·A
+		f.f32(gpu.CatScratch, grad)
+		f.f32(gpu.CatScratch, max(c.C, c.H)*o.R)
 	}
 	if frozen > 0 { // where the frozen gains' gradients go (C)
 		f.f32(gpu.CatScratch, c.C)
@@ -229,16 +232,13 @@ func PlanStage(c nn.Config, frozen int, o PlanOptions) (Footprint, error) {
 }
 
 // forward adds what a model's forward needs for N rows (nn.Model.alloc up
-// to its inference cut): each adapter's saved u (N, R), the activations
-// each block saves (x, h1, q, k, v, att, x2, h2 (N, C); rstd1,
-// rstd2 (N); lse (B, NH, T); g, u, s (N, H)), the final norm, logits chunk,
-// losses and inputs, and the loss sums, head row chunks and tmp scratch.
+// to its inference cut): the activations each block saves (x, h1, q, k,
+// v, att, x2, h2 (N, C); rstd1, rstd2 (N); lse (B, NH, T); g, u, s
+// (N, H)), the final norm, logits chunk, losses and inputs, the loss sums,
+// head row chunks and tmp scratch, and the frozen layers' merge scratch.
 // With recompute the blocks keep only their inputs and share one set of
 // the rest.
 func (f *Footprint) forward(c nn.Config, N, chunk int, fw forwardPlan) {
-	for range fw.adapters {
-		f.f32(gpu.CatActivations, N*fw.R)
-	}
 	sets := c.L
 	if fw.recompute { // one input per block, one shared set of the rest
 		for range c.L - 1 {
@@ -267,21 +267,23 @@ func (f *Footprint) forward(c nn.Config, N, chunk int, fw forwardPlan) {
 		f.f32(gpu.CatScratch, chunk*c.C)
 	}
 	f.f32(gpu.CatScratch, N*c.C) // tmp
-	if fw.unpack > 0 {           // a frozen half weight widened for the matmul
-		f.f32(gpu.CatScratch, fw.unpack)
+	if fw.merge > 0 {            // a frozen weight widened and merged for the matmul
+		f.f32(gpu.CatScratch, fw.merge)
 	}
-	if fw.adapters > 0 { // an adapter's scaled B
+	if fw.adapters { // an adapter's scaled B
 		f.f32(gpu.CatScratch, max(c.C, c.H)*fw.R)
 	}
 }
 
 // forwardPlan is what a model's forward allocates beyond its config:
-// adapters (each saves u (N, R)), recomputation, and the largest frozen
-// half matrix (elements) that is widened into scratch.
+// whether it has adapters of rank R (their scaled B in scratch),
+// recomputation, and the largest frozen matrix (elements) that is widened
+// or merged with its adapter in scratch.
 type forwardPlan struct {
-	adapters, R int
-	recompute   bool
-	unpack      int
+	adapters  bool
+	R         int
+	recompute bool
+	merge     int
 }
 
 // StagePlan is one stage of a memory plan.
