@@ -84,27 +84,12 @@ func newTestModel(t *testing.T, cfg Config) *Model {
 func TestModelMatchesReference(t *testing.T) {
 	cfg := testConfig
 	m := newTestModel(t, cfg)
-	d := m.D
 	tokens, targets := testBatch(cfg, 3)
-	N := cfg.B * cfg.T
-	scale := float32(1) / float32(counted(targets))
-
-	r := d.NewRecorder()
-	require.NoError(t, m.SetBatch(r, tokens, targets))
-	require.NoError(t, m.ZeroGrads(r))
-	require.NoError(t, m.Forward(r))
-	logits, err := m.ForwardLogits(r, N)
-	require.NoError(t, err)
-	require.NoError(t, m.Head(r, true, scale))
-	require.NoError(t, m.LossSum(r, scale))
-	require.NoError(t, m.Backward(r))
-	require.NoError(t, r.Flush())
+	logits, loss := runBackward(t, m, tokens, targets)
 
 	p := refParams(t, m)
 	f := ref.ModelForward(cfg.Ref(), p, tokens, targets, cfg.B, cfg.T)
 	tol.Check(t, "logits", logits, f.Logits, modelLogitTol)
-	loss, err := m.ReadLoss()
-	require.NoError(t, err)
 	require.InDelta(t, f.Loss, float64(loss), modelLossTol)
 	want := ref.ModelBackward(f, p)
 	for _, n := range m.Names() {
