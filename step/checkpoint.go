@@ -319,15 +319,9 @@ func LoadWeights(l *Loaded, m *nn.Model, optimizer bool) error {
 		if err != nil {
 			return err
 		}
-		v := bytesF32(b)
-		if e.DType == checkpoints.F16 {
-			words := make([]uint32, (len(b)+3)/4)
-			for i := range words {
-				var w [4]byte
-				copy(w[:], b[4*i:])
-				words[i] = binary.LittleEndian.Uint32(w[:])
-			}
-			v = shaders.UnpackHalf(words, s.Numel())
+		v, err := tensorF32(b, e)
+		if err != nil {
+			return err
 		}
 		if err := m.WriteParam(s.Name, v); err != nil {
 			return err

@@ -71,19 +71,31 @@ func ReadWeights(l *Loaded) (map[string][]float32, map[string][]int, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		w := bytesF32(b)
-		if e.DType == checkpoints.F16 {
-			n, err := e.Numel()
-			if err != nil {
-				return nil, nil, err
-			}
-			words := make([]uint32, len(b)/4)
-			for i := range words {
-				words[i] = binary.LittleEndian.Uint32(b[4*i:])
-			}
-			w = shaders.UnpackHalf(words, int(n))
+		w, err := tensorF32(b, e)
+		if err != nil {
+			return nil, nil, err
 		}
 		weights[e.Name], shapes[e.Name] = w, e.Shape
 	}
 	return weights, shapes, nil
+}
+
+// tensorF32 decodes a tensor's bytes as float32 values: f32 as they are,
+// f16 (two per u32 word, as the GPU packs them) widened exactly, including
+// an odd count whose last word is half used.
+func tensorF32(b []byte, e checkpoints.TensorEntry) ([]float32, error) {
+	if e.DType != checkpoints.F16 {
+		return bytesF32(b), nil
+	}
+	n, err := e.Numel()
+	if err != nil {
+		return nil, err
+	}
+	words := make([]uint32, (len(b)+3)/4)
+	for i := range words {
+		var w [4]byte
+		copy(w[:], b[4*i:])
+		words[i] = binary.LittleEndian.Uint32(w[:])
+	}
+	return shaders.UnpackHalf(words, int(n)), nil
 }
