@@ -11,16 +11,36 @@ import (
 // invocation owns attnRowsBlock rows of one (batch, head) pair and walks
 // blocks of attnRowsBlock rows on the other side of the causal mask;
 // workgroups hold attnRowsWG invocations (one SIMD vector on lavapipe).
-// An invocation produces at most attnRowsCH vec4 columns of its rows, one
-// 4 x attnRowsCH vec4 accumulator: more live registers make lavapipe's
-// compile time explode (measured: 64 live vec4s, e.g. dk and dv together,
-// took over 5 s, past the watchdog of WEBGPU.md trap 1; 32 take ~1.3 s).
-// That is why dk and dv have a kernel each.
+// An invocation produces one chunk of at most attnRowsCH vec4 columns of its
+// rows, a 4 x chunk vec4 accumulator (attnRowsChunk picks 4, 8 or 16 vec4s);
+// wider heads take several chunks, each recomputing the full-head scores.
+// Every storage load costs several vector FMAs on lavapipe, so one chunk
+// per head is worth its compile time: at HS = 64, chunks of 16 instead of 8
+// made forward+backward 1.6x faster (`step-gpu bench --preset d256 --op
+// attention`, B8 T256 NH4 HS64: 210-217 ms against 338-347 ms for the tiled
+// kernels in alternating runs, and 335-429 ms for chunks of 8), at a cold
+// compile of about 3.5 s per kernel (the rows tests went from 7.0 s to
+// 21.6 s with MESA_SHADER_CACHE_DISABLE=true, four kernels of chunk 16
+// added).
+// dk and dv keep a kernel each: together they would hold 128 live vec4s.
 const (
 	attnRowsBlock = 4
 	attnRowsWG    = 8
-	attnRowsCH    = 8
+	attnRowsCH    = 16
 )
+
+// attnRowsChunk returns the column chunk, in vec4s, the variant uses for
+// heads of HS4 vec4s: the smallest of 4, 8 and 16 that holds the whole head,
+// else 16 (HS > 64 takes several chunks). Three pipelines per kernel in all,
+// not one per head size: each costs a compile of a second or more.
+func attnRowsChunk(HS4 int) int {
+	for _, ch := range []int{4, 8} {
+		if HS4 <= ch {
+			return ch
+		}
+	}
+	return attnRowsCH
+}
 
 // attnRowsMaxTrips bounds the loop trips of one invocation of the variant,
 // counted generously by attnRowsTrips, well below lavapipe's
@@ -58,14 +78,15 @@ var (
 // columns, which is unrolled but counted anyway, plus the loops over its
 // own rows; rounded up to three loops over HS/4 per block.
 func attnRowsTrips(T, HS int) int {
-	return (T+attnRowsBlock-1)/attnRowsBlock*(3*HS/4+attnRowsCH+1) + HS
+	return (T+attnRowsBlock-1)/attnRowsBlock*(3*HS/4+attnRowsChunk(HS/4)+1) + HS
 }
 
 // attnUseRows reports whether the register-only variant runs this shape on
 // this device: on CPU adapters, for heads of at most attnRowsCH vec4s (one
 // column chunk), and only while its loops stay within attnRowsMaxTrips.
-// There it measured 2-3x faster than the tiled kernels on lavapipe; with two
-// or more chunks (HS = 64) the recomputed scores made it no faster. GPUs keep
+// There it measured 2-3x faster than the tiled kernels on lavapipe at HS 32
+// and 1.6x at HS 64 (forward alone 2.2x); with two chunks of 8 at HS 64 the
+// recomputed scores had made it no faster. GPUs keep
 // the tiled kernels, whose 128-invocation workgroups suit them (the
 // variant's 8-invocation workgroups would leave most of a GPU's SIMD width
 // idle; not measured).
@@ -118,12 +139,7 @@ func attnRowsBackward(r *gpu.Recorder, dq, dk, dv, dout, q, k, v, out, lse *gpu.
 func attnRowsLaunch(r *gpu.Recorder, k gpu.Kernel, nBH, T, NH, HS, ops int, steps func(blk int) int, args ...gpu.Arg) error {
 	d := r.Device()
 	HS4 := HS / 4
-	// Small heads use chunks of 4 (two pipelines per kernel in all, not one
-	// per head size: each costs a compile of up to ~1.3 s).
-	ch := attnRowsCH
-	if HS4 <= 4 {
-		ch = 4
-	}
+	ch := attnRowsChunk(HS4)
 	nc := (HS4 + ch - 1) / ch
 	p, err := d.Pipeline(with(k, map[string]string{"CH": strconv.Itoa(ch)}))
 	if err != nil {

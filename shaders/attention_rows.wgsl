@@ -12,10 +12,11 @@
 //
 // Accumulators are private arrays indexed only inside loops of constant trip
 // count CH, which the compiler unrolls into registers; dynamic indexing of a
-// private array, or more than ~32 live vec4s, makes lavapipe's compile time
-// explode (measured: seconds), so the full-HS dot products stream both sides
-// from storage in loops over HS4 that stay loops. Chunks of the same block
-// recompute the scores: HS4/CH times, once for HS <= 4*CH.
+// private array makes lavapipe's compile time explode, and live vec4s cost
+// compile time too (CH = 16, 64 accumulators, compiles in a few seconds), so
+// the full-HS dot products stream both sides from storage in loops over HS4
+// that stay loops. Chunks of the same block recompute the scores: HS4/CH
+// times, once for HS <= 4*CH.
 //
 // Work item i of a dispatch is block blk0 + i / nbh of virtual pair
 // vbh = bh0 + i % nbh, vbh = (batch*NH + head)*NC + chunk: the 8 invocations

@@ -18,13 +18,13 @@ import (
 var attnRowsPinTol = tol.Tol{Atol: 1e-5, Rtol: 1e-5}
 
 // attnRowsHostile adds to attnHostile the shapes that stress the variant's
-// column chunks: HS = 36 (9 vec4s: a full chunk of 8 and a partial one of
-// 1), HS = 128 (4 chunks), HS = 20 (one partial chunk of 5 of 8), HS = 4
-// and 12 (chunks of 4, partial), T = 5 and 6 (a partial block of 4 rows),
+// column chunks: HS = 64 (one full chunk of 16), HS = 36 (9 vec4s: a
+// partial chunk of 16), HS = 128 (2 chunks of 16), HS = 20 (one partial
+// chunk of 5 of 8), HS = 4 and 12 (chunks of 4, partial), T = 5 and 6 (a partial block of 4 rows),
 // and T = 1100 (275 blocks; the tiled kernels' TestAttentionLong shape at
 // the head size the variant is chosen for).
 var attnRowsHostile = append(append([]attnShape(nil), attnHostile...),
-	attnShape{1, 9, 2, 36}, attnShape{1, 13, 1, 128}, attnShape{3, 5, 2, 20}, attnShape{1, 6, 1, 4}, attnShape{2, 11, 1, 12}, attnShape{1, 1100, 1, 32})
+	attnShape{2, 7, 2, 64}, attnShape{1, 9, 2, 36}, attnShape{1, 13, 1, 128}, attnShape{3, 5, 2, 20}, attnShape{1, 6, 1, 4}, attnShape{2, 11, 1, 12}, attnShape{1, 1100, 1, 32})
 
 // attnOutputs names the five results of attnRun, in order.
 var attnOutputs = []string{"out", "lse", "dq", "dk", "dv"}
@@ -110,8 +110,9 @@ func TestAttentionRowsSplit(t *testing.T) {
 	if d.IsCPU() {
 		require.Greater(t, r.Dispatches, 3*s.B*s.NH, "budget should force many dispatches")
 	}
-	// Two column chunks per item (HS = 36), each its own invocation.
-	s = attnShape{2, 23, 3, 36}
+	// Two column chunks per item (HS = 72: 16 vec4s and a partial 2), each
+	// its own invocation.
+	s = attnShape{2, 23, 3, 72}
 	n = s.B * s.T * s.NH * s.HS
 	qh, kh, vh, gh := randVec(rng, n, 2), randVec(rng, n, 2), randVec(rng, n, 1), randVec(rng, n, 1)
 	q, k, v, g := gputest.Upload(t, d, "q", qh), gputest.Upload(t, d, "k", kh), gputest.Upload(t, d, "v", vh),
@@ -127,8 +128,8 @@ func TestAttentionRowsSplit(t *testing.T) {
 
 // TestAttentionRowsChoice checks where the variant is used: its loop trips
 // stay below attnRowsMaxTrips (and so far below lavapipe's 65,535), heads
-// where it is not faster and the longest sequences fall back to the tiled
-// kernels, and GPUs always use them.
+// wider than one chunk of 16 vec4s and the longest sequences fall back to the
+// tiled kernels, and GPUs always use them.
 func TestAttentionRowsChoice(t *testing.T) {
 	d := gputest.Device(t)
 	require.Less(t, attnRowsMaxTrips, 65535*4/5)
@@ -136,7 +137,8 @@ func TestAttentionRowsChoice(t *testing.T) {
 		T, HS int
 		rows  bool
 	}{{1, 4, true}, {128, 32, true}, {1024, 32, true}, {6000, 32, true}, {6100, 32, false}, {6000, 8, true},
-		{16000, 8, false}, {256, 36, false}, {256, 64, false}, {64, 128, false}} {
+		{16000, 8, true}, {20000, 8, false}, {256, 36, true}, {256, 64, true}, {3000, 64, true}, {3200, 64, false}, {64, 72, false},
+		{64, 128, false}} {
 		require.Equal(t, c.rows && d.IsCPU(), attnUseRows(d, c.T, c.HS), "T=%d HS=%d", c.T, c.HS)
 	}
 }
