@@ -15,7 +15,7 @@ import (
 // BenchCmd measures kernel throughput.
 type BenchCmd struct {
 	Preset string `help:"Model config whose shapes to measure (${presets})." default:"d512"`
-	Op     string `help:"Measure only ops whose name contains this (e.g. matmul, attention, adamw; checkpoint runs only when named)."`
+	Op     string `help:"Measure only ops whose name contains this (e.g. matmul, attention, adamw; checkpoint runs only when named; 'share' measures the training step's share of the matmul kernel's speed)."`
 	M      int    `help:"Matmul rows (with --n and --k: measure this one matmul shape instead of the preset's)."`
 	N      int    `help:"Matmul columns."`
 	K      int    `help:"Matmul inner size."`
@@ -30,7 +30,10 @@ type Measurement struct {
 	MS     float64 `json:"ms"`
 	GFLOPS float64 `json:"gflops,omitempty"`
 	GBPS   float64 `json:"gbps,omitempty"`
-	Note   string  `json:"note,omitempty"`
+	// Share is the training step's GFLOP/s over the matmul kernel's at the
+	// model's shapes (op train_step_share only).
+	Share float64 `json:"share,omitempty"`
+	Note  string  `json:"note,omitempty"`
 }
 
 // benchCase is one op at one shape: setup allocates and returns a record
@@ -56,26 +59,43 @@ func (c *BenchCmd) Run(e *Env) error {
 	}
 	defer d.Close()
 	cases := benchCases(cfg, c)
+	if c.Op == benchShareOp {
+		cases = shareCases(cfg, c)
+	}
 	if len(cases) == 0 {
 		return fmt.Errorf("no benchmark op matches %q (ops: %s)", c.Op, strings.Join(benchOpNames(cfg, c), ", "))
 	}
 	if !c.JSON {
 		fmt.Fprintf(e.Stdout, "%-22s %-28s %10s %10s %10s\n", "op", "shape", "ms", "GFLOP/s", "GB/s")
 	}
+	var all []Measurement
 	for _, bc := range cases {
 		m, err := measure(d, bc, max(1, c.Reps))
 		if err != nil {
 			return fmt.Errorf("bench %s %s: %w", bc.op, bc.shape, err)
 		}
-		if c.JSON {
-			if err := json.NewEncoder(e.Stdout).Encode(m); err != nil {
-				return err
-			}
-			continue
+		all = append(all, m)
+		if err := c.print(e, m); err != nil {
+			return err
 		}
-		fmt.Fprintf(e.Stdout, "%-22s %-28s %10.3f %10s %10s %s\n", m.Op, m.Shape, m.MS, opt(m.GFLOPS), opt(m.GBPS), m.Note)
 	}
-	return nil
+	if c.Op != benchShareOp {
+		return nil
+	}
+	m, err := shareOf(all)
+	if err != nil {
+		return err
+	}
+	return c.print(e, m)
+}
+
+// print writes one measurement as a table row or a JSON line.
+func (c *BenchCmd) print(e *Env, m Measurement) error {
+	if c.JSON {
+		return json.NewEncoder(e.Stdout).Encode(m)
+	}
+	_, err := fmt.Fprintf(e.Stdout, "%-22s %-28s %10.3f %10s %10s %s\n", m.Op, m.Shape, m.MS, opt(m.GFLOPS), opt(m.GBPS), m.Note)
+	return err
 }
 
 func opt(v float64) string {
