@@ -22,7 +22,9 @@ import (
 // compile of about 3.5 s per kernel (the rows tests went from 7.0 s to
 // 21.6 s with MESA_SHADER_CACHE_DISABLE=true, four kernels of chunk 16
 // added).
-// dk and dv keep a kernel each: together they would hold 128 live vec4s.
+// backward_kv holds dk and dv together, 128 live vec4s at chunk 16: it
+// compiled and ran faster than a kernel for each (one compile, P recomputed
+// once).
 const (
 	attnRowsBlock = 4
 	attnRowsWG    = 8
@@ -59,17 +61,17 @@ const attnRowsCPUWeight = 1.0
 var (
 	attentionRowsSrc = own("attention_rows")
 	attnRowsSubs     = map[string]string{"CH": strconv.Itoa(attnRowsCH)}
-	// Bindings as in attention.wgsl: 0 params, 1 out/dq/dk/dv, 2 lse, 3 q,
+	// Bindings as in attention.wgsl: 0 params, 1 out/dq/dk, 2 lse, 3 q,
 	// 4 k, 5 v, 6 dout, 7 out (read by backward_q and row_stats) or D (read
-	// by backward_k).
+	// by backward_kv), 8 dv (backward_kv).
 	attnRowsBackBind = []gpu.BindKind{gpu.BindUniform,
 		gpu.BindReadWrite, gpu.BindRead, gpu.BindRead, gpu.BindRead, gpu.BindRead, gpu.BindRead, gpu.BindRead}
 	kAttnRowsForward = kernel("attention_rows", "forward", []gpu.BindKind{gpu.BindUniform,
 		gpu.BindReadWrite, gpu.BindReadWrite, gpu.BindRead, gpu.BindRead, gpu.BindRead}, attnRowsSubs)
-	kAttnRowsBackQ = kernel("attention_rows", "backward_q", attnRowsBackBind, attnRowsSubs)
-	kAttnRowsStats = kernel("attention_rows", "row_stats", attnRowsBackBind, attnRowsSubs)
-	kAttnRowsBackK = kernel("attention_rows", "backward_k", attnRowsBackBind, attnRowsSubs)
-	kAttnRowsBackV = kernel("attention_rows", "backward_v", attnRowsBackBind[:7], attnRowsSubs)
+	kAttnRowsBackQ  = kernel("attention_rows", "backward_q", attnRowsBackBind, attnRowsSubs)
+	kAttnRowsStats  = kernel("attention_rows", "row_stats", attnRowsBackBind, attnRowsSubs)
+	kAttnRowsBackKV = kernel("attention_rows", "backward_kv",
+		append(append([]gpu.BindKind(nil), attnRowsBackBind...), gpu.BindReadWrite), attnRowsSubs)
 )
 
 // attnRowsTrips returns the most loop trips one invocation of the variant
@@ -102,7 +104,7 @@ func attnRowsForward(r *gpu.Recorder, out, lse, q, k, v *gpu.Buffer, B, T, NH, H
 }
 
 // attnRowsBackward records the variant's backward; see AttentionBackward.
-// row_stats first stores D = rowsum(dout*out) into dq, which backward_k
+// row_stats first stores D = rowsum(dout*out) into dq, which backward_kv
 // reads; backward_q runs last and overwrites dq (it recomputes its own D).
 func attnRowsBackward(r *gpu.Recorder, dq, dk, dv, dout, q, k, v, out, lse *gpu.Buffer, B, T, NH, HS int) error {
 	d := r.Device()
@@ -116,16 +118,12 @@ func attnRowsBackward(r *gpu.Recorder, dq, dk, dv, dout, q, k, v, out, lse *gpu.
 		dq.Arg(), lse.Arg(), q.Arg(), k.Arg(), v.Arg(), dout.Arg(), out.Arg()); err != nil {
 		return err
 	}
-	// Key block kb visits query blocks kb..nb-1: q·kᵀ, dout·vᵀ and dSᵀ·q
-	// for dk; q·kᵀ and Pᵀ·dout for dv.
+	// Key block kb visits query blocks kb..nb-1: q·kᵀ, dout·vᵀ, dSᵀ·q for
+	// dk and Pᵀ·dout for dv.
 	nb := (T + attnRowsBlock - 1) / attnRowsBlock
 	keys := func(blk int) int { return nb - blk }
-	if err := attnRowsLaunch(r, kAttnRowsBackK, B*NH, T, NH, HS, 6, keys,
-		dk.Arg(), lse.Arg(), q.Arg(), k.Arg(), v.Arg(), dout.Arg(), dq.Arg()); err != nil {
-		return err
-	}
-	if err := attnRowsLaunch(r, kAttnRowsBackV, B*NH, T, NH, HS, 4, keys,
-		dv.Arg(), lse.Arg(), q.Arg(), k.Arg(), v.Arg(), dout.Arg()); err != nil {
+	if err := attnRowsLaunch(r, kAttnRowsBackKV, B*NH, T, NH, HS, 8, keys,
+		dk.Arg(), lse.Arg(), q.Arg(), k.Arg(), v.Arg(), dout.Arg(), dq.Arg(), dv.Arg()); err != nil {
 		return err
 	}
 	// Query block qb visits key blocks 0..qb: q·kᵀ, dout·vᵀ and dS·k.
