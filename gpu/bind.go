@@ -24,6 +24,10 @@ func (b *Buffer) Arg() Arg { return Arg{buf: b, size: b.Size} }
 // of the device's minStorageBufferOffsetAlignment (checked at dispatch).
 func (b *Buffer) Range(off, size uint64) Arg { return Arg{buf: b, off: off, size: size} }
 
+// Buffer returns the buffer an Arg binds and the byte offset of its range
+// (nil for a texture).
+func (a Arg) Buffer() (*Buffer, uint64) { return a.buf, a.off }
+
 // Arg binds the texture's whole view.
 func (t *Texture) Arg() Arg { return Arg{tex: t} }
 

@@ -35,10 +35,37 @@ func (s *matmulPackSide) mode() int {
 	return 2
 }
 
-// matmulPack records packing one operand's block.
+// matmulPackCopy lets matmulPack copy blocks that need no rearranging
+// (copyable) instead of running the pack kernel; tests turn it off to pin
+// the copy to the kernel.
+var matmulPackCopy = true
+
+// copyable reports whether the block's texels are rows of the source as
+// they lie in memory, so that a buffer-to-texture copy can fill them: rows
+// contiguous, whole texels (rows and columns multiples of 4, so neither the
+// K padding the tiled kernel reads nor a partial texel is involved), and the
+// byte offset and row pitch WebGPU's copies require (multiples of 16 and
+// 256). The copy leaves the texels outside the block as they were; the tiled
+// kernel reads them only for rows and columns of out it does not store.
+func (s *matmulPackSide) copyable() bool {
+	_, off := s.src.Buffer()
+	return matmulPackCopy && s.sx == 1 && s.rows%4 == 0 && s.cols%4 == 0 && s.base%4 == 0 &&
+		(off+4*uint64(s.base))%16 == 0 && (4*s.sy)%256 == 0 && s.cols/4 <= s.w && s.rows <= s.h
+}
+
+// matmulPack records packing one operand's block: a copy where the block is
+// copyable (on lavapipe ~24 GB/s against ~1 GB/s for the kernel, whose
+// storage loads are per-lane loops), else the pack kernel.
 func matmulPack(r *gpu.Recorder, s *matmulPackSide) error {
 	if s.h%4 != 0 {
 		panic(fmt.Sprintf("matmul pack: height %d is not a multiple of 4", s.h))
+	}
+	if s.copyable() {
+		buf, off := s.src.Buffer()
+		if err := r.CopyToTexture(s.dst, buf, off+4*uint64(s.base), 4*uint64(s.sy), uint32(s.cols/4), uint32(s.rows)); err != nil {
+			return fmt.Errorf("matmul pack %s: %w", s.dst.Name, err)
+		}
+		return nil
 	}
 	p, err := r.Device().Pipeline(with(kMatmulPack, map[string]string{"MODE": fmt.Sprint(s.mode())}))
 	if err != nil {

@@ -32,10 +32,12 @@ func matmulTol(K int) tol.Tol { return tol.Tol{Atol: matmulAtolPerK * float64(K)
 // long enough (4099) that the texture path's K/4 loop and the simple path's
 // K loop both run long. The last two have every size a multiple of 4 (but
 // not of a tile), so the pack kernel's vec4 row and column reads (modes 0
-// and 1) run in every layout, with partial texels only from padding.
+// and 1) run in every layout, with partial texels only from padding. The
+// last has every size a multiple of 64 floats (256-byte rows), so operands
+// are copied into their textures instead (see TestMatmulCopiedOperands).
 var matmulShapes = [][3]int{
 	{1, 1, 1}, {1, 17, 13}, {13, 1, 17}, {17, 13, 1}, {13, 17, 97}, {97, 13, 17}, {33, 130, 7}, {5, 3, 4099},
-	{36, 20, 12}, {12, 132, 44},
+	{36, 20, 12}, {12, 132, 44}, {64, 192, 128},
 }
 
 var matmulLayouts = []Layout{NN, NT, TN}
@@ -121,7 +123,7 @@ func TestMatmulSplit(t *testing.T) {
 	oldCap, oldFLOPs := matmulBindingCap, matmulBlockFLOPs
 	matmulBindingCap, matmulBlockFLOPs = 16<<10, 1.5e5
 	t.Cleanup(func() { matmulBindingCap, matmulBlockFLOPs = oldCap, oldFLOPs })
-	matmulCheckShapes(t, [][3]int{{130, 45, 101}, {132, 44, 100}})
+	matmulCheckShapes(t, [][3]int{{130, 45, 101}, {132, 44, 100}, {128, 128, 192}})
 
 	// The plans really split every dimension (columns only where B's
 	// binding needs it, in NT).

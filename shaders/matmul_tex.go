@@ -61,6 +61,12 @@ var (
 	kMatmulTexSA = kernel("matmul_tex", "tiled_sa",
 		[]gpu.BindKind{gpu.BindUniform, gpu.BindReadWrite, gpu.BindRead, gpu.BindTexture},
 		matmulTexSubs(matmulTexTM, matmulTexTN4, matmulTexWX, matmulTexWY))
+	kMatmulTexSABT = kernel("matmul_tex", "tiled_sa_bt",
+		[]gpu.BindKind{gpu.BindUniform, gpu.BindReadWrite, gpu.BindRead, gpu.BindTexture},
+		matmulTexSubs(matmulTexTM, matmulTexTN4, matmulTexWX, matmulTexWY))
+	kMatmulTexAT = kernel("matmul_tex", "tiled_at",
+		[]gpu.BindKind{gpu.BindUniform, gpu.BindReadWrite, gpu.BindTexture, gpu.BindTexture},
+		matmulTexSubs(matmulTexTM, matmulTexTN4, matmulTexWX, matmulTexWY))
 )
 
 // matmulTexDirectA lets the texture path read row-major op(A) blocks
@@ -68,39 +74,76 @@ var (
 // turn it off to pin both kernels to the simple path.
 var matmulTexDirectA = true
 
-// matmulTexSubs generates the unrolled tile of the tiled kernel: the
-// accumulator declarations, the body of one K4 step (load tm texels of A,
-// 4*tn4 of B, then 4*tm*tn4 vec4 FMAs) and the guarded stores.
+// matmulTexSubs generates the unrolled tiles of the four kernel entries:
+// the accumulator declarations, the body of one K4 step for each (load
+// 4*tn4 texels of op(B) and tm of op(A), or tm/4*4 in the transposed
+// layout, then 4*tm*tn4 vec4 FMAs) and the guarded stores. Every variant
+// loads as many texels per step; the transposed ones pick components
+// instead (free on lavapipe, where a vec4 is four SIMD registers).
 func matmulTexSubs(tm, tn4, wx, wy int) map[string]string {
-	var decl, body, bodySA, apre, store strings.Builder
+	var decl, apre, store strings.Builder
 	for i := 0; i < tm; i++ {
 		for j := 0; j < tn4; j++ {
 			fmt.Fprintf(&decl, "  var c%d_%d = vec4<f32>(0.0);\n", i, j)
 			fmt.Fprintf(&store, "  res[%d] = c%d_%d;\n", i*tn4+j, i, j)
 		}
+		fmt.Fprintf(&apre, "  let ar%d = p.a_base4 + min(u32(row + %d), p.M - 1u) * p.a_sm4;\n", i, i)
+	}
+	comp := []string{"x", "y", "z", "w"}
+	// op(B): texel (x, k) holds columns 4x..4x+3 at k (tb), or texel (k/4,
+	// n) holds k..k+3 of column n (bt, op(B)'s columns contiguous).
+	var bRows, bCols strings.Builder
+	for kk := 0; kk < 4; kk++ {
+		for j := 0; j < tn4; j++ {
+			fmt.Fprintf(&bRows, "    let b%d_%d = textureLoad(tb, vec2<i32>(col4 + %d, k + %d), 0);\n", kk, j, j, kk)
+		}
+	}
+	for j := 0; j < tn4; j++ {
+		for jj := 0; jj < 4; jj++ {
+			fmt.Fprintf(&bCols, "    let bt%d_%d = textureLoad(tb, vec2<i32>(kt, (col4 + %d) * 4 + %d), 0);\n", j, jj, j, jj)
+		}
 	}
 	for kk := 0; kk < 4; kk++ {
 		for j := 0; j < tn4; j++ {
-			line := fmt.Sprintf("    let b%d_%d = textureLoad(tb, vec2<i32>(col4 + %d, k + %d), 0);\n", kk, j, j, kk)
-			body.WriteString(line)
-			bodySA.WriteString(line)
+			fmt.Fprintf(&bCols, "    let b%d_%d = vec4<f32>(bt%d_0.%s, bt%d_1.%s, bt%d_2.%s, bt%d_3.%s);\n",
+				kk, j, j, comp[kk], j, comp[kk], j, comp[kk], j, comp[kk])
 		}
 	}
-	comp := []string{"x", "y", "z", "w"}
-	for i := 0; i < tm; i++ {
-		fmt.Fprintf(&apre, "  let ar%d = p.a_base4 + min(u32(row + %d), p.M - 1u) * p.a_sm4;\n", i, i)
-		fmt.Fprintf(&body, "    let a%d = textureLoad(ta, vec2<i32>(kt, row + %d), 0);\n", i, i)
-		fmt.Fprintf(&bodySA, "    let a%d = arows[ar%d + u32(kt)];\n", i, i)
-		for j := 0; j < tn4; j++ {
-			e := fmt.Sprintf("c%d_%d", i, j)
-			for kk := 0; kk < 4; kk++ {
-				e = fmt.Sprintf("fma(vec4<f32>(a%d.%s), b%d_%d, %s)", i, comp[kk], kk, j, e)
+	// op(A): row i's k..k+3 as one texel (ta) or vec4 of its storage row
+	// (sa), or texel (m/4, k) holding rows m..m+3 at k (at, op(A)'s columns
+	// contiguous).
+	var aCols strings.Builder
+	for ii := 0; ii < tm/4; ii++ {
+		for kk := 0; kk < 4; kk++ {
+			fmt.Fprintf(&aCols, "    let at%d_%d = textureLoad(ta, vec2<i32>(row / 4 + %d, k + %d), 0);\n", ii, kk, ii, kk)
+		}
+	}
+	fmas := func(a func(i, kk int) string) string {
+		var out strings.Builder
+		for i := 0; i < tm; i++ {
+			for j := 0; j < tn4; j++ {
+				e := fmt.Sprintf("c%d_%d", i, j)
+				for kk := 0; kk < 4; kk++ {
+					e = fmt.Sprintf("fma(vec4<f32>(%s), b%d_%d, %s)", a(i, kk), kk, j, e)
+				}
+				fmt.Fprintf(&out, "    c%d_%d = %s;\n", i, j, e)
 			}
-			line := fmt.Sprintf("    c%d_%d = %s;\n", i, j, e)
-			body.WriteString(line)
-			bodySA.WriteString(line)
 		}
+		return out.String()
 	}
+	rowLoads := func(src string) string {
+		var out strings.Builder
+		for i := 0; i < tm; i++ {
+			if src == "ta" {
+				fmt.Fprintf(&out, "    let a%d = textureLoad(ta, vec2<i32>(kt, row + %d), 0);\n", i, i)
+			} else {
+				fmt.Fprintf(&out, "    let a%d = arows[ar%d + u32(kt)];\n", i, i)
+			}
+		}
+		return out.String()
+	}
+	aRow := func(i, kk int) string { return fmt.Sprintf("a%d.%s", i, comp[kk]) }
+	aCol := func(i, kk int) string { return fmt.Sprintf("at%d_%d.%s", i/4, kk, comp[i%4]) }
 	// One guarded store in a loop over the tile, not one per accumulator:
 	// every storage access is a per-lane loop on lavapipe, and unrolling
 	// them all multiplied the compile time.
@@ -109,8 +152,11 @@ func matmulTexSubs(tm, tn4, wx, wy int) map[string]string {
 	fmt.Fprintf(&decl, "  var res: array<vec4<f32>, %d>;\n", tm*tn4)
 	return map[string]string{
 		"TM": fmt.Sprint(tm), "TN4": fmt.Sprint(tn4), "WX": fmt.Sprint(wx), "WY": fmt.Sprint(wy),
-		"DECL": decl.String(), "BODY": body.String(), "STORE": store.String(),
-		"APRE": apre.String(), "BODY_SA": bodySA.String(),
+		"DECL": decl.String(), "STORE": store.String(), "APRE": apre.String(),
+		"BODY":       bRows.String() + rowLoads("ta") + fmas(aRow),
+		"BODY_SA":    bRows.String() + rowLoads("sa") + fmas(aRow),
+		"BODY_SA_BT": bCols.String() + rowLoads("sa") + fmas(aRow),
+		"BODY_AT":    bRows.String() + aCols.String() + fmas(aCol),
 	}
 }
 
@@ -337,23 +383,27 @@ func (s *matmulState) texture(d *gpu.Device, role string, w, h int) (*gpu.Textur
 	return t, nil
 }
 
-// matmulTexture records the product with the texture-fed kernels: per
-// block, pack op(B)'s columns into a zero-padded texture when the K chunk or
-// column band changes, then either run tiled_sa, which reads op(A)'s rows in
-// place (NN and NT with rows on vec4 bounds and a K range of whole vec4s),
-// or pack op(A) into a texture too and run tiled. Reading A in place saves
-// the larger of a training step's two packs; packing is mostly texture
-// stores on lavapipe (~70% of its time, measured by dropping the loads).
+// matmulTexture records the product with the texture-fed kernels. Per
+// block, op(B)'s block goes into a texture when the K chunk or column band
+// changes: copied as it lies in memory where its rows (tb, NN and TN) or
+// columns (bt, NT) are contiguous and aligned for a copy, else packed by the
+// pack kernel (zero-padded, tb layout). op(A)'s rows are then read in place
+// from storage (tiled_sa / tiled_sa_bt: NN and NT with rows on vec4 bounds
+// and a K range of whole vec4s); or op(A)'s columns are copied (at, TN) when
+// op(B) is in the tb layout; or op(A) is packed too (tiled). Copies cost
+// little (~24 GB/s on lavapipe); the pack kernel's time is mostly texture
+// stores there (~70%, measured by dropping its loads).
 func matmulTexture(r *gpu.Recorder, op *matmulOp) error {
 	d := r.Device()
-	tiled, err := d.Pipeline(kMatmulTex)
-	if err != nil {
-		return err
+	var pipes [4]*gpu.Pipeline
+	for i, k := range []gpu.Kernel{kMatmulTex, kMatmulTexSA, kMatmulTexSABT, kMatmulTexAT} {
+		p, err := d.Pipeline(k)
+		if err != nil {
+			return err
+		}
+		pipes[i] = p
 	}
-	tiledSA, err := d.Pipeline(kMatmulTexSA)
-	if err != nil {
-		return err
-	}
+	tiled, tiledSA, tiledSABT, tiledAT := pipes[0], pipes[1], pipes[2], pipes[3]
 	const tmWG, tnWG = matmulTexTM * matmulTexWY, 4 * matmulTexTN4 * matmulTexWX
 	lim := int(d.Limits.MaxTextureDimension2D)
 	wgLim := int(d.Limits.MaxComputeWorkgroupsPerDimension)
@@ -373,44 +423,83 @@ func matmulTexture(r *gpu.Recorder, op *matmulOp) error {
 		return err
 	}
 	s := matmulStateOf(d)
-	ta, err := s.texture(d, "a", (size.bk+3)/4, roundUp(size.bm, tmWG))
-	if err != nil {
-		return fmt.Errorf("matmul %v: %w", op.layout, err)
+	// tex returns the cached texture of a role, sized for the largest block.
+	tex := func(role string, w, h int) (*gpu.Texture, error) {
+		t, err := s.texture(d, role, w, h)
+		if err != nil {
+			return nil, fmt.Errorf("matmul %v: %w", op.layout, err)
+		}
+		return t, nil
 	}
-	tb, err := s.texture(d, "b", roundUp(size.bn, tnWG)/4, 4*((size.bk+3)/4))
-	if err != nil {
-		return fmt.Errorf("matmul %v: %w", op.layout, err)
-	}
-	packed := matmulBlock{k0: -1}
+	bk4Max, bmPadMax, bnPadMax := (size.bk+3)/4, roundUp(size.bm, tmWG), roundUp(size.bn, tnWG)
+	packed, bT := matmulBlock{k0: -1}, false
+	var tb *gpu.Texture
 	for _, blk := range op.blocks(size) {
 		bmPad, bnPad, bk4 := roundUp(blk.bm, tmWG), roundUp(blk.bn, tnWG), (blk.bk+3)/4
-		if blk.k0 != packed.k0 || blk.n0 != packed.n0 {
-			// op(B) block (bk, bn) -> tb texel (x, y) = B[k0+y, n0+4x..4x+3].
+		aArg, aBase := matmulBind(d, op.a, blk.m0*op.sam+blk.k0*op.sak, matmulSpan(blk.bm, blk.bk, op.sam, op.sak))
+		aDirect := matmulTexDirectA && op.sak == 1 && (op.sam%4 == 0 || blk.bm == 1) && aBase%4 == 0 && blk.bk%4 == 0
+		// op(B) in the bt layout needs op(A) read in place (tiled_sa_bt).
+		if blk.k0 != packed.k0 || blk.n0 != packed.n0 || (bT && !aDirect) {
 			arg, base := matmulBind(d, op.b, blk.k0*op.sbk+blk.n0*op.sbn, matmulSpan(blk.bk, blk.bn, op.sbk, op.sbn))
-			if err := matmulPack(r, &matmulPackSide{dst: tb, src: arg, base: int(base), sy: op.sbk, sx: op.sbn,
-				rows: blk.bk, cols: blk.bn, w: bnPad / 4, h: 4 * bk4}); err != nil {
+			// tb texel (x, y) = B[k0+y, n0+4x..4x+3]; bt texel (x, y) =
+			// B[k0+4x..4x+3, n0+y].
+			rows := matmulPackSide{src: arg, base: int(base), sy: op.sbk, sx: op.sbn, rows: blk.bk, cols: blk.bn,
+				w: bnPad / 4, h: 4 * bk4}
+			cols := matmulPackSide{src: arg, base: int(base), sy: op.sbn, sx: op.sbk, rows: blk.bn, cols: blk.bk,
+				w: bk4, h: bnPad}
+			side := &rows
+			bT = aDirect && bnPadMax <= lim && !rows.copyable() && cols.copyable()
+			if bT {
+				side = &cols
+				tb, err = tex("bt", bk4Max, bnPadMax)
+			} else {
+				tb, err = tex("b", bnPadMax/4, 4*bk4Max)
+			}
+			if err != nil {
+				return err
+			}
+			side.dst = tb
+			if err := matmulPack(r, side); err != nil {
 				return err
 			}
 			packed = blk
 		}
-		aArg, aBase := matmulBind(d, op.a, blk.m0*op.sam+blk.k0*op.sak, matmulSpan(blk.bm, blk.bk, op.sam, op.sak))
 		oArg, oBase := op.bindOut(d, blk)
 		g := gpu.Grid{X: uint32(bnPad / tnWG), Y: uint32(bmPad / tmWG), Z: 1}
 		// The work estimate counts the padded tile the kernel really computes.
 		work := 2 * float64(bmPad) * float64(bnPad) * float64(4*bk4)
+		params := gpu.Params(uint32(blk.bm), uint32(blk.bn), uint32(bk4), op.accFlag(blk), oBase, uint32(op.N),
+			aBase/4, uint32(op.sam/4))
+		// at texel (x, y) = A[m0+4x..4x+3, k0+y]; ta texel (x, y) =
+		// A[m0+y, k0+4x..4x+3].
+		aCols := matmulPackSide{src: aArg, base: int(aBase), sy: op.sak, sx: op.sam, rows: blk.bk, cols: blk.bm,
+			w: bmPad / 4, h: 4 * bk4}
 		var err error
-		if matmulTexDirectA && op.sak == 1 && (op.sam%4 == 0 || blk.bm == 1) && aBase%4 == 0 && blk.bk%4 == 0 {
+		switch {
+		case aDirect:
 			// op(A) rows are whole vec4s from aBase: read them in place.
-			params := gpu.Params(uint32(blk.bm), uint32(blk.bn), uint32(bk4), op.accFlag(blk), oBase, uint32(op.N),
-				aBase/4, uint32(op.sam/4))
-			err = r.Dispatch(tiledSA, g, work, params, oArg, aArg, tb.Arg())
-		} else {
-			// op(A) block (bm, bk) -> ta texel (x, y) = A[m0+y, k0+4x..4x+3].
+			p := tiledSA
+			if bT {
+				p = tiledSABT
+			}
+			err = r.Dispatch(p, g, work, params, oArg, aArg, tb.Arg())
+		case !bT && aCols.copyable():
+			if aCols.dst, err = tex("at", bmPadMax/4, 4*bk4Max); err != nil {
+				return err
+			}
+			if err := matmulPack(r, &aCols); err != nil {
+				return err
+			}
+			err = r.Dispatch(tiledAT, g, work, params, oArg, aCols.dst.Arg(), tb.Arg())
+		default:
+			ta, err := tex("a", bk4Max, bmPadMax)
+			if err != nil {
+				return err
+			}
 			if err := matmulPack(r, &matmulPackSide{dst: ta, src: aArg, base: int(aBase), sy: op.sam, sx: op.sak,
 				rows: blk.bm, cols: blk.bk, w: bk4, h: bmPad}); err != nil {
 				return err
 			}
-			params := gpu.Params(uint32(blk.bm), uint32(blk.bn), uint32(bk4), op.accFlag(blk), oBase, uint32(op.N), uint32(0), uint32(0))
 			err = r.Dispatch(tiled, g, work, params, oArg, ta.Arg(), tb.Arg())
 		}
 		if err != nil {

@@ -78,3 +78,35 @@ fn tiled_sa(@builtin(global_invocation_id) gid: vec3<u32>) {
   }
 {{STORE}}
 }
+
+// tiled_sa_bt is tiled_sa with op(B) in the transposed layout: texel (x, n)
+// of tb holds op(B)[4x..4x+3, n], the rows of a B stored (N, K) as they lie
+// in memory (NT), so that a plain buffer-to-texture copy fills it.
+@compute @workgroup_size({{WX}}, {{WY}})
+fn tiled_sa_bt(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let row = i32(gid.y) * {{TM}};
+  let col4 = i32(gid.x) * {{TN4}};
+{{APRE}}
+{{DECL}}
+  for (var kt = 0; kt < i32(p.K4); kt++) {
+    let k = kt * 4;
+{{BODY_SA_BT}}
+  }
+{{STORE}}
+}
+
+// tiled_at is tiled with op(A) in the transposed layout: texel (x, k) of ta
+// holds op(A)[4x..4x+3, k], the rows of an A stored (K, M) as they lie in
+// memory (TN), so that a plain buffer-to-texture copy fills it. Tiles start
+// on multiples of {{TM}} rows, a multiple of 4.
+@compute @workgroup_size({{WX}}, {{WY}})
+fn tiled_at(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let row = i32(gid.y) * {{TM}};
+  let col4 = i32(gid.x) * {{TN4}};
+{{DECL}}
+  for (var kt = 0; kt < i32(p.K4); kt++) {
+    let k = kt * 4;
+{{BODY_AT}}
+  }
+{{STORE}}
+}
