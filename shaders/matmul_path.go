@@ -207,4 +207,3 @@ func matmulMeasure(d *gpu.Device) (MatmulPath, error) {
 	}
 	return MatmulSimple, nil
 }
-
