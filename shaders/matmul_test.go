@@ -32,12 +32,14 @@ func matmulTol(K int) tol.Tol { return tol.Tol{Atol: matmulAtolPerK * float64(K)
 // long enough (4099) that the texture path's K/4 loop and the simple path's
 // K loop both run long. The last two have every size a multiple of 4 (but
 // not of a tile), so the pack kernel's vec4 row and column reads (modes 0
-// and 1) run in every layout, with partial texels only from padding. The
-// last has every size a multiple of 64 floats (256-byte rows), so operands
-// are copied into their textures instead (see TestMatmulCopiedOperands).
+// and 1) run in every layout, with partial texels only from padding. In the
+// last two, rows of 64 floats or more (256-byte multiples) are copied into
+// their textures instead (see TestMatmulCopiedOperands): every operand of
+// 64x192x128, and 13x64x128's op(B) with op(A) read in place (tiled_sa,
+// and tiled_sa_bt in NT).
 var matmulShapes = [][3]int{
 	{1, 1, 1}, {1, 17, 13}, {13, 1, 17}, {17, 13, 1}, {13, 17, 97}, {97, 13, 17}, {33, 130, 7}, {5, 3, 4099},
-	{36, 20, 12}, {12, 132, 44}, {64, 192, 128},
+	{36, 20, 12}, {12, 132, 44}, {64, 192, 128}, {13, 64, 128},
 }
 
 var matmulLayouts = []Layout{NN, NT, TN}

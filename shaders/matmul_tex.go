@@ -62,6 +62,9 @@ var (
 	kMatmulTexSABT = kernel("matmul_tex", "tiled_sa_bt",
 		[]gpu.BindKind{gpu.BindUniform, gpu.BindReadWrite, gpu.BindRead, gpu.BindTexture},
 		matmulTexSubs(matmulTexTM, matmulTexTN4, matmulTexWX, matmulTexWY))
+	kMatmulTexBT = kernel("matmul_tex", "tiled_bt",
+		[]gpu.BindKind{gpu.BindUniform, gpu.BindReadWrite, gpu.BindTexture, gpu.BindTexture},
+		matmulTexSubs(matmulTexTM, matmulTexTN4, matmulTexWX, matmulTexWY))
 	kMatmulTexAT = kernel("matmul_tex", "tiled_at",
 		[]gpu.BindKind{gpu.BindUniform, gpu.BindReadWrite, gpu.BindTexture, gpu.BindTexture},
 		matmulTexSubs(matmulTexTM, matmulTexTN4, matmulTexWX, matmulTexWY))
@@ -154,6 +157,7 @@ func matmulTexSubs(tm, tn4, wx, wy int) map[string]string {
 		"BODY":       bRows.String() + rowLoads("ta") + fmas(aRow),
 		"BODY_SA":    bRows.String() + rowLoads("sa") + fmas(aRow),
 		"BODY_SA_BT": bCols.String() + rowLoads("sa") + fmas(aRow),
+		"BODY_BT":    bCols.String() + rowLoads("ta") + fmas(aRow),
 		"BODY_AT":    bRows.String() + aCols.String() + fmas(aCol),
 	}
 }
@@ -185,23 +189,23 @@ func (s *matmulState) texture(d *gpu.Device, role string, w, h int) (*gpu.Textur
 // block, op(B)'s block goes into a texture when the K chunk or column band
 // changes: copied as it lies in memory where its rows (tb, NN and TN) or
 // columns (bt, NT) are contiguous and aligned for a copy, else packed by the
-// pack kernel (zero-padded, tb layout). op(A)'s rows are then read in place
-// from storage (tiled_sa / tiled_sa_bt: NN and NT with rows on vec4 bounds
-// and a K range of whole vec4s); or op(A)'s columns are copied (at, TN) when
-// op(B) is in the tb layout; or op(A) is packed too (tiled). Copies cost
-// little (~24 GB/s on lavapipe); the pack kernel's time is mostly texture
-// stores there (~70%, measured by dropping its loads).
+// pack kernel (zero-padded, tb layout). op(A)'s block is then copied into
+// ta where its rows allow (tiled, tiled_bt: NN and NT), else read in place
+// from storage (tiled_sa, tiled_sa_bt: rows on vec4 bounds, whole vec4s of
+// K), else copied by columns (at, TN), else packed (tiled). Copies cost
+// little (~24 GB/s on lavapipe, against ~1 GB/s for the pack kernel, whose
+// time is mostly texture stores there).
 func matmulTexture(r *gpu.Recorder, op *matmulOp) error {
 	d := r.Device()
-	var pipes [4]*gpu.Pipeline
-	for i, k := range []gpu.Kernel{kMatmulTex, kMatmulTexSA, kMatmulTexSABT, kMatmulTexAT} {
+	var pipes [5]*gpu.Pipeline
+	for i, k := range []gpu.Kernel{kMatmulTex, kMatmulTexSA, kMatmulTexSABT, kMatmulTexAT, kMatmulTexBT} {
 		p, err := d.Pipeline(k)
 		if err != nil {
 			return err
 		}
 		pipes[i] = p
 	}
-	tiled, tiledSA, tiledSABT, tiledAT := pipes[0], pipes[1], pipes[2], pipes[3]
+	tiled, tiledSA, tiledSABT, tiledAT, tiledBT := pipes[0], pipes[1], pipes[2], pipes[3], pipes[4]
 	const tmWG, tnWG = matmulTexTM * matmulTexWY, 4 * matmulTexTN4 * matmulTexWX
 	lim := int(d.Limits.MaxTextureDimension2D)
 	wgLim := int(d.Limits.MaxComputeWorkgroupsPerDimension)
@@ -236,8 +240,16 @@ func matmulTexture(r *gpu.Recorder, op *matmulOp) error {
 		bmPad, bnPad, bk4 := roundUp(blk.bm, tmWG), roundUp(blk.bn, tnWG), (blk.bk+3)/4
 		aArg, aBase := matmulBind(d, op.a, blk.m0*op.sam+blk.k0*op.sak, matmulSpan(blk.bm, blk.bk, op.sam, op.sak))
 		aDirect := matmulTexDirectA && op.sak == 1 && (op.sam%4 == 0 || blk.bm == 1) && aBase%4 == 0 && blk.bk%4 == 0
-		// op(B) in the bt layout needs op(A) read in place (tiled_sa_bt).
-		if blk.k0 != packed.k0 || blk.n0 != packed.n0 || (bT && !aDirect) {
+		// ta texel (x, y) = A[m0+y, k0+4x..4x+3]; at texel (x, y) =
+		// A[m0+4x..4x+3, k0+y].
+		aRows := matmulPackSide{src: aArg, base: int(aBase), sy: op.sam, sx: op.sak, rows: blk.bm, cols: blk.bk,
+			w: bk4, h: bmPad}
+		aCols := matmulPackSide{src: aArg, base: int(aBase), sy: op.sak, sx: op.sam, rows: blk.bk, cols: blk.bm,
+			w: bmPad / 4, h: 4 * bk4}
+		aCopy := aRows.copyable()
+		// op(B) in the bt layout needs op(A) copied (tiled_bt) or read in
+		// place (tiled_sa_bt).
+		if blk.k0 != packed.k0 || blk.n0 != packed.n0 || (bT && !aCopy && !aDirect) {
 			arg, base := matmulBind(d, op.b, blk.k0*op.sbk+blk.n0*op.sbn, matmulSpan(blk.bk, blk.bn, op.sbk, op.sbn))
 			// tb texel (x, y) = B[k0+y, n0+4x..4x+3]; bt texel (x, y) =
 			// B[k0+4x..4x+3, n0+y].
@@ -246,7 +258,7 @@ func matmulTexture(r *gpu.Recorder, op *matmulOp) error {
 			cols := matmulPackSide{src: arg, base: int(base), sy: op.sbn, sx: op.sbk, rows: blk.bn, cols: blk.bk,
 				w: bk4, h: bnPad}
 			side := &rows
-			bT = aDirect && bnPadMax <= lim && !rows.copyable() && cols.copyable()
+			bT = (aCopy || aDirect) && bnPadMax <= lim && !rows.copyable() && cols.copyable()
 			if bT {
 				side = &cols
 				tb, err = tex("bt", bk4Max, bnPadMax)
@@ -268,12 +280,23 @@ func matmulTexture(r *gpu.Recorder, op *matmulOp) error {
 		work := 2 * float64(bmPad) * float64(bnPad) * float64(4*bk4)
 		params := gpu.Params(uint32(blk.bm), uint32(blk.bn), uint32(bk4), op.accFlag(blk), oBase, uint32(op.N),
 			aBase/4, uint32(op.sam/4))
-		// at texel (x, y) = A[m0+4x..4x+3, k0+y]; ta texel (x, y) =
-		// A[m0+y, k0+4x..4x+3].
-		aCols := matmulPackSide{src: aArg, base: int(aBase), sy: op.sak, sx: op.sam, rows: blk.bk, cols: blk.bm,
-			w: bmPad / 4, h: 4 * bk4}
 		var err error
 		switch {
+		case aCopy || (!aDirect && !(aCols.copyable() && !bT)):
+			// op(A) rows into ta: copied, or packed when nothing else fits.
+			// A copied operand beat reading it in place (tiled_sa) on
+			// lavapipe: 1024^3 NN 33-36 against 28-30 GFLOP/s.
+			if aRows.dst, err = tex("a", bk4Max, bmPadMax); err != nil {
+				return err
+			}
+			if err := matmulPack(r, &aRows); err != nil {
+				return err
+			}
+			p := tiled
+			if bT {
+				p = tiledBT
+			}
+			err = r.Dispatch(p, g, work, params, oArg, aRows.dst.Arg(), tb.Arg())
 		case aDirect:
 			// op(A) rows are whole vec4s from aBase: read them in place.
 			p := tiledSA
@@ -281,7 +304,8 @@ func matmulTexture(r *gpu.Recorder, op *matmulOp) error {
 				p = tiledSABT
 			}
 			err = r.Dispatch(p, g, work, params, oArg, aArg, tb.Arg())
-		case !bT && aCols.copyable():
+		default:
+			// op(A) columns copied into at (TN).
 			if aCols.dst, err = tex("at", bmPadMax/4, 4*bk4Max); err != nil {
 				return err
 			}
@@ -289,16 +313,6 @@ func matmulTexture(r *gpu.Recorder, op *matmulOp) error {
 				return err
 			}
 			err = r.Dispatch(tiledAT, g, work, params, oArg, aCols.dst.Arg(), tb.Arg())
-		default:
-			ta, err := tex("a", bk4Max, bmPadMax)
-			if err != nil {
-				return err
-			}
-			if err := matmulPack(r, &matmulPackSide{dst: ta, src: aArg, base: int(aBase), sy: op.sam, sx: op.sak,
-				rows: blk.bm, cols: blk.bk, w: bk4, h: bmPad}); err != nil {
-				return err
-			}
-			err = r.Dispatch(tiled, g, work, params, oArg, ta.Arg(), tb.Arg())
 		}
 		if err != nil {
 			return fmt.Errorf("matmul %v %dx%dx%d: %w", op.layout, op.M, op.N, op.K, err)

@@ -110,3 +110,16 @@ fn tiled_at(@builtin(global_invocation_id) gid: vec3<u32>) {
   }
 {{STORE}}
 }
+
+// tiled_bt is tiled with op(B) in tiled_sa_bt's transposed layout.
+@compute @workgroup_size({{WX}}, {{WY}})
+fn tiled_bt(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let row = i32(gid.y) * {{TM}};
+  let col4 = i32(gid.x) * {{TN4}};
+{{DECL}}
+  for (var kt = 0; kt < i32(p.K4); kt++) {
+    let k = kt * 4;
+{{BODY_BT}}
+  }
+{{STORE}}
+}
