@@ -10,6 +10,7 @@ import (
 
 	"github.com/step-gpu/step-gpu/gpu"
 	"github.com/step-gpu/step-gpu/nn"
+	"github.com/step-gpu/step-gpu/shaders"
 )
 
 // BenchCmd measures kernel throughput.
@@ -78,6 +79,9 @@ func (c *BenchCmd) Run(e *Env) error {
 		if err := c.print(e, m); err != nil {
 			return err
 		}
+	}
+	if s := shaders.MatmulReport(d); s != "" {
+		fmt.Fprintln(e.Stderr, s)
 	}
 	if c.Op != benchShareOp {
 		return nil

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/step-gpu/step-gpu/shaders"
 	"github.com/step-gpu/step-gpu/step"
 )
 
@@ -226,6 +227,9 @@ func (c *TrainCmd) Run(e *Env) error {
 		float64(mc.Params())/1e6, mc.V, mc.C, mc.L, mc.NH, mc.H, mc.T, mc.B, o.Accum(), o.Steps, o.TotalBatch)
 	fmt.Fprintf(e.Stdout, "memory: %s\n", d.Ledger)
 	fmt.Fprintf(e.Stdout, "peak: matmul %.1f GFLOP/s on %s\n", t.PeakFLOPS/1e9, d.Info.Name)
+	if s := shaders.MatmulReport(d); s != "" {
+		fmt.Fprintln(e.Stdout, s)
+	}
 	start := time.Now()
 	val, err := t.Run()
 	if err != nil {

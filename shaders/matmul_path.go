@@ -43,7 +43,8 @@ const matmulTexMargin = 1.2
 type matmulState struct {
 	setting MatmulPath
 	chosen  MatmulPath
-	warm    bool // the texture path's kernels have run once
+	probe   string // what the measurement saw, for MatmulReport
+	warm    bool   // the texture path's kernels have run once
 	tex     map[matmulTexKey]*gpu.Texture
 }
 
@@ -79,6 +80,19 @@ func SetMatmulPath(d *gpu.Device, p MatmulPath) {
 // setting is MatmulAuto and no measurement was made yet.
 func MatmulPathOf(d *gpu.Device) (MatmulPath, error) { return matmulPathFor(d) }
 
+// MatmulReport says which path Matmul uses on d and why: the setting, or
+// the probe's timings when the path was measured ("" before first use).
+func MatmulReport(d *gpu.Device) string {
+	s := matmulStateOf(d)
+	switch {
+	case s.setting != MatmulAuto:
+		return fmt.Sprintf("matmul: %v path (set)", s.setting)
+	case s.chosen == MatmulAuto:
+		return ""
+	}
+	return fmt.Sprintf("matmul: %v path (%s)", s.chosen, s.probe)
+}
+
 // ReleaseMatmulTextures frees d's cached packing textures (they are
 // allocated once per size, in gpu.CatCache); call it before closing d.
 func ReleaseMatmulTextures(d *gpu.Device) {
@@ -98,17 +112,18 @@ func matmulPathFor(d *gpu.Device) (MatmulPath, error) {
 		return s.setting, nil
 	}
 	if s.chosen == MatmulAuto {
-		p, err := matmulMeasure(d)
+		p, probe, err := matmulMeasure(d)
 		if err != nil {
 			return 0, err
 		}
-		s.chosen = p
+		s.chosen, s.probe = p, probe
 	}
 	return s.chosen, nil
 }
 
-// matmulTexWarm runs the texture path once on a tiny product in a
-// submission of its own, the first time it is used on a device. lavapipe
+// matmulTexWarm runs the texture path on tiny products that reach each of
+// its kernels, each in a submission of its own, the first time it is used
+// on a device (so no compile lands in the path probe's timed runs). lavapipe
 // compiles a kernel inside the first submission that dispatches it, and the
 // tiled kernel takes seconds to compile with a cold shader cache: sharing
 // that submission with real work could pass the 5 s watchdog (WEBGPU.md).
@@ -124,16 +139,21 @@ func matmulTexWarm(d *gpu.Device) error {
 		}
 	}()
 	for _, name := range []string{"out", "a", "b"} {
-		b, err := d.NewBuffer("matmul warm-up "+name, gpu.CatCache, 16)
+		b, err := d.NewBuffer("matmul warm-up "+name, gpu.CatCache, 4*64*64)
 		if err != nil {
 			return fmt.Errorf("matmul warm-up: %w", err)
 		}
 		bufs = append(bufs, b)
 	}
-	// 1x1x1 packs A for tiled; 1x1x4 reads A in place with tiled_sa. Each
-	// gets a submission of its own.
-	for _, K := range []int{1, 4} {
-		op, err := newMatmulOp(bufs[0], bufs[1], bufs[2], 1, 1, K, NT, false)
+	// NT 1x1x1 packs A for tiled; 1x1x4 reads A in place with tiled_sa;
+	// 4x64x64 copies A and B's columns for tiled_bt; 1x64x64 reads A in
+	// place with B's columns copied, tiled_sa_bt; TN 64x4x4 copies A's
+	// columns for tiled_at.
+	for _, w := range []struct {
+		M, N, K int
+		l       Layout
+	}{{1, 1, 1, NT}, {1, 1, 4, NT}, {4, 64, 64, NT}, {1, 64, 64, NT}, {64, 4, 4, TN}} {
+		op, err := newMatmulOp(bufs[0], bufs[1], bufs[2], w.M, w.N, w.K, w.l, false)
 		if err != nil {
 			return err
 		}
@@ -149,16 +169,21 @@ func matmulTexWarm(d *gpu.Device) error {
 	return nil
 }
 
-// matmulProbe is the product timed to choose a path: a few ms on lavapipe,
-// large enough that a GPU's dispatch overhead does not decide alone.
-const matmulProbe = 256
+// matmulProbe is the product timed to choose a path: tens of ms on
+// lavapipe, large enough that fixed costs (a GPU's dispatch overhead, the
+// texture path's copies and submissions) do not decide alone. At 256 the
+// texture path measured only 1.4x faster there (4.1 against 5.8 ms, a
+// margin noise could and sometimes did overturn, leaving training on the
+// 5x slower simple path), against 5-7x at the sizes a model uses.
+const matmulProbe = 512
 
 // matmulMeasure times both paths on a matmulProbe cube (NT, the forward
 // layout) after a first run that compiles the pipelines, and returns the
-// faster, the texture path only when faster by matmulTexMargin.
-func matmulMeasure(d *gpu.Device) (MatmulPath, error) {
+// faster, the texture path only when faster by matmulTexMargin, with a
+// line saying what it measured.
+func matmulMeasure(d *gpu.Device) (MatmulPath, string, error) {
 	if d.Limits.MaxTextureDimension2D < matmulProbe {
-		return MatmulSimple, nil
+		return MatmulSimple, fmt.Sprintf("textures under %d texels", matmulProbe), nil
 	}
 	n := matmulProbe
 	var bufs []*gpu.Buffer
@@ -170,20 +195,20 @@ func matmulMeasure(d *gpu.Device) (MatmulPath, error) {
 	for _, name := range []string{"out", "a", "b"} {
 		b, err := d.NewBuffer("matmul probe "+name, gpu.CatCache, uint64(4*n*n))
 		if err != nil {
-			return 0, fmt.Errorf("matmul path probe: %w", err)
+			return 0, "", fmt.Errorf("matmul path probe: %w", err)
 		}
 		bufs = append(bufs, b)
 	}
 	op, err := newMatmulOp(bufs[0], bufs[1], bufs[2], n, n, n, NT, false)
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	if err := matmulTexWarm(d); err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	best := map[MatmulPath]time.Duration{}
 	for _, path := range []MatmulPath{MatmulSimple, MatmulTexture} {
-		for run := 0; run < 3; run++ {
+		for run := 0; run < 4; run++ {
 			r := d.NewRecorder()
 			start := time.Now()
 			if path == MatmulTexture {
@@ -195,15 +220,17 @@ func matmulMeasure(d *gpu.Device) (MatmulPath, error) {
 				err = r.Flush()
 			}
 			if err != nil {
-				return 0, fmt.Errorf("matmul path probe (%v): %w", path, err)
+				return 0, "", fmt.Errorf("matmul path probe (%v): %w", path, err)
 			}
 			if el := time.Since(start); run > 0 && (best[path] == 0 || el < best[path]) {
 				best[path] = el
 			}
 		}
 	}
+	probe := fmt.Sprintf("probe %d^3 NT: texture %.2f ms, simple %.2f ms", n,
+		best[MatmulTexture].Seconds()*1e3, best[MatmulSimple].Seconds()*1e3)
 	if float64(best[MatmulSimple]) > matmulTexMargin*float64(best[MatmulTexture]) {
-		return MatmulTexture, nil
+		return MatmulTexture, probe, nil
 	}
-	return MatmulSimple, nil
+	return MatmulSimple, probe, nil
 }

@@ -201,6 +201,14 @@ func TestMatmulAutoPath(t *testing.T) {
 	again, err := MatmulPathOf(d)
 	require.NoError(t, err)
 	require.Equal(t, p, again)
+	require.Contains(t, MatmulReport(d), fmt.Sprintf("matmul: %v path (probe %d^3 NT: texture ", p, matmulProbe))
+	if d.IsCPU() {
+		// lavapipe's texture path measured 4-5x faster at the probe size;
+		// a probe that picks the simple path here is the bug it once was.
+		require.Equal(t, MatmulTexture, p, MatmulReport(d))
+	}
+	SetMatmulPath(d, MatmulSimple)
+	require.Equal(t, "matmul: simple path (set)", MatmulReport(d))
 }
 
 // matmulBenchShapes are the speed targets, M x N x K.
