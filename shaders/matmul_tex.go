@@ -53,22 +53,24 @@ const (
 
 var (
 	matmulTexSrc = own("matmul_tex")
-	kMatmulTex   = kernel("matmul_tex", "tiled",
-		[]gpu.BindKind{gpu.BindUniform, gpu.BindReadWrite, gpu.BindTexture, gpu.BindTexture},
-		matmulTexSubs(matmulTexTM, matmulTexTN4, matmulTexWX, matmulTexWY))
-	kMatmulTexSA = kernel("matmul_tex", "tiled_sa",
-		[]gpu.BindKind{gpu.BindUniform, gpu.BindReadWrite, gpu.BindRead, gpu.BindTexture},
-		matmulTexSubs(matmulTexTM, matmulTexTN4, matmulTexWX, matmulTexWY))
-	kMatmulTexSABT = kernel("matmul_tex", "tiled_sa_bt",
-		[]gpu.BindKind{gpu.BindUniform, gpu.BindReadWrite, gpu.BindRead, gpu.BindTexture},
-		matmulTexSubs(matmulTexTM, matmulTexTN4, matmulTexWX, matmulTexWY))
-	kMatmulTexBT = kernel("matmul_tex", "tiled_bt",
-		[]gpu.BindKind{gpu.BindUniform, gpu.BindReadWrite, gpu.BindTexture, gpu.BindTexture},
-		matmulTexSubs(matmulTexTM, matmulTexTN4, matmulTexWX, matmulTexWY))
-	kMatmulTexAT = kernel("matmul_tex", "tiled_at",
-		[]gpu.BindKind{gpu.BindUniform, gpu.BindReadWrite, gpu.BindTexture, gpu.BindTexture},
-		matmulTexSubs(matmulTexTM, matmulTexTN4, matmulTexWX, matmulTexWY))
+	// Bindings: 0 params, 1 out, 2 op(A) as a texture or (the _sa
+	// variants) a storage buffer, 3 op(B)'s texture.
+	matmulTexBind   = []gpu.BindKind{gpu.BindUniform, gpu.BindReadWrite, gpu.BindTexture, gpu.BindTexture}
+	matmulTexSABind = []gpu.BindKind{gpu.BindUniform, gpu.BindReadWrite, gpu.BindRead, gpu.BindTexture}
+	kMatmulTex      = matmulTexKernel("tiled", matmulTexBind)
+	kMatmulTexSA    = matmulTexKernel("tiled_sa", matmulTexSABind)
+	kMatmulTexSABT  = matmulTexKernel("tiled_sa_bt", matmulTexSABind)
+	kMatmulTexBT    = matmulTexKernel("tiled_bt", matmulTexBind)
+	kMatmulTexAT    = matmulTexKernel("tiled_at", matmulTexBind)
 )
+
+// matmulTexKernel is the tiled entry with the body of one variant, named
+// after it (its pipelines, errors and profile lines say which variant ran).
+func matmulTexKernel(variant string, bind []gpu.BindKind) gpu.Kernel {
+	k := kernel("matmul_tex", "tiled", bind, matmulTexSubs(variant, matmulTexTM, matmulTexTN4, matmulTexWX, matmulTexWY))
+	k.Name = "matmul_tex/" + variant
+	return k
+}
 
 // matmulTexDirectA lets the texture path read row-major op(A) blocks
 // straight from their buffer (tiled_sa) instead of packing them; tests
@@ -81,7 +83,7 @@ var matmulTexDirectA = true
 // layout, then 4*tm*tn4 vec4 FMAs) and the guarded stores. Every variant
 // loads as many texels per step; the transposed ones pick components
 // instead (free on lavapipe, where a vec4 is four SIMD registers).
-func matmulTexSubs(tm, tn4, wx, wy int) map[string]string {
+func matmulTexSubs(variant string, tm, tn4, wx, wy int) map[string]string {
 	var decl, apre, store strings.Builder
 	for i := 0; i < tm; i++ {
 		for j := 0; j < tn4; j++ {
@@ -151,14 +153,23 @@ func matmulTexSubs(tm, tn4, wx, wy int) map[string]string {
 	fmt.Fprintf(&store, "  for (var t = 0; t < %d; t++) {\n", tm*tn4)
 	fmt.Fprintf(&store, "    store4(u32(row + t / %d), u32(col4 + t %% %d) * 4u, res[t]);\n  }\n", tn4, tn4)
 	fmt.Fprintf(&decl, "  var res: array<vec4<f32>, %d>;\n", tm*tn4)
+	bodies := map[string]string{
+		"tiled":       bRows.String() + rowLoads("ta") + fmas(aRow),
+		"tiled_sa":    bRows.String() + rowLoads("sa") + fmas(aRow),
+		"tiled_sa_bt": bCols.String() + rowLoads("sa") + fmas(aRow),
+		"tiled_bt":    bCols.String() + rowLoads("ta") + fmas(aRow),
+		"tiled_at":    bRows.String() + aCols.String() + fmas(aCol),
+	}
+	body, ok := bodies[variant]
+	if !ok {
+		panic("matmul_tex: unknown variant " + variant)
+	}
+	if !strings.HasPrefix(variant, "tiled_sa") {
+		apre.Reset()
+	}
 	return map[string]string{
 		"TM": fmt.Sprint(tm), "TN4": fmt.Sprint(tn4), "WX": fmt.Sprint(wx), "WY": fmt.Sprint(wy),
-		"DECL": decl.String(), "STORE": store.String(), "APRE": apre.String(),
-		"BODY":       bRows.String() + rowLoads("ta") + fmas(aRow),
-		"BODY_SA":    bRows.String() + rowLoads("sa") + fmas(aRow),
-		"BODY_SA_BT": bCols.String() + rowLoads("sa") + fmas(aRow),
-		"BODY_BT":    bCols.String() + rowLoads("ta") + fmas(aRow),
-		"BODY_AT":    bRows.String() + aCols.String() + fmas(aCol),
+		"DECL": decl.String(), "STORE": store.String(), "APRE": apre.String(), "BODY": body,
 	}
 }
 

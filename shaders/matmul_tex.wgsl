@@ -48,78 +48,20 @@ fn store4(r: u32, c: u32, v: vec4<f32>) {
   }
 }
 
+// tiled is every variant of the kernel: matmul_tex.go substitutes the body
+// that reads op(A) and op(B) in the variant's layouts, and names the
+// pipelines after the variants (tiled, tiled_sa, tiled_sa_bt, tiled_bt,
+// tiled_at; see matmulTexSubs). The APRE lines compute the row starts of op(A)
+// read in place from arows (the _sa variants), and is empty otherwise.
 @compute @workgroup_size({{WX}}, {{WY}})
 fn tiled(@builtin(global_invocation_id) gid: vec3<u32>) {
   let row = i32(gid.y) * {{TM}};
   let col4 = i32(gid.x) * {{TN4}};
+{{APRE}}
 {{DECL}}
   for (var kt = 0; kt < i32(p.K4); kt++) {
     let k = kt * 4;
 {{BODY}}
-  }
-{{STORE}}
-}
-
-// tiled_sa is tiled with op(A) read straight from its storage buffer as
-// vec4s, for row-major A (NN and NT) whose rows start on vec4 bounds and
-// whose K range is a whole number of vec4s: it saves packing A, the larger
-// operand of a training step's products. Rows past the block are clamped to
-// its last row (their results are discarded by store4). Every invocation of
-// a workgroup reads the same A addresses.
-@compute @workgroup_size({{WX}}, {{WY}})
-fn tiled_sa(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let row = i32(gid.y) * {{TM}};
-  let col4 = i32(gid.x) * {{TN4}};
-{{APRE}}
-{{DECL}}
-  for (var kt = 0; kt < i32(p.K4); kt++) {
-    let k = kt * 4;
-{{BODY_SA}}
-  }
-{{STORE}}
-}
-
-// tiled_sa_bt is tiled_sa with op(B) in the transposed layout: texel (x, n)
-// of tb holds op(B)[4x..4x+3, n], the rows of a B stored (N, K) as they lie
-// in memory (NT), so that a plain buffer-to-texture copy fills it.
-@compute @workgroup_size({{WX}}, {{WY}})
-fn tiled_sa_bt(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let row = i32(gid.y) * {{TM}};
-  let col4 = i32(gid.x) * {{TN4}};
-{{APRE}}
-{{DECL}}
-  for (var kt = 0; kt < i32(p.K4); kt++) {
-    let k = kt * 4;
-{{BODY_SA_BT}}
-  }
-{{STORE}}
-}
-
-// tiled_at is tiled with op(A) in the transposed layout: texel (x, k) of ta
-// holds op(A)[4x..4x+3, k], the rows of an A stored (K, M) as they lie in
-// memory (TN), so that a plain buffer-to-texture copy fills it. Tiles start
-// on multiples of {{TM}} rows, a multiple of 4.
-@compute @workgroup_size({{WX}}, {{WY}})
-fn tiled_at(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let row = i32(gid.y) * {{TM}};
-  let col4 = i32(gid.x) * {{TN4}};
-{{DECL}}
-  for (var kt = 0; kt < i32(p.K4); kt++) {
-    let k = kt * 4;
-{{BODY_AT}}
-  }
-{{STORE}}
-}
-
-// tiled_bt is tiled with op(B) in tiled_sa_bt's transposed layout.
-@compute @workgroup_size({{WX}}, {{WY}})
-fn tiled_bt(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let row = i32(gid.y) * {{TM}};
-  let col4 = i32(gid.x) * {{TN4}};
-{{DECL}}
-  for (var kt = 0; kt < i32(p.K4); kt++) {
-    let k = kt * 4;
-{{BODY_BT}}
   }
 {{STORE}}
 }
