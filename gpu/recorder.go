@@ -2,6 +2,7 @@ package gpu
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"runtime"
 	"strings"
@@ -317,6 +318,10 @@ func (p *Profile) add(name string, d time.Duration, work float64) {
 // reads the buffer (every storage load is a per-lane loop there).
 func (r *Recorder) CopyToTexture(dst *Texture, src *Buffer, off, rowBytes uint64, w, h uint32) error {
 	switch {
+	case src == nil || dst == nil:
+		return fmt.Errorf("copy to texture: no source buffer or destination texture")
+	case rowBytes > math.MaxUint32:
+		return fmt.Errorf("copy %s -> texture %s: row pitch %d over 4 GiB", src.Name, dst.Name, rowBytes)
 	case off%16 != 0 || rowBytes%256 != 0:
 		return fmt.Errorf("copy %s -> texture %s: offset %d must be a multiple of 16 and row pitch %d of 256",
 			src.Name, dst.Name, off, rowBytes)

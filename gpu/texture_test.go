@@ -76,4 +76,5 @@ func TestCopyToTexture(t *testing.T) {
 		require.ErrorContains(t, err, c.msg)
 		require.ErrorContains(t, err, "copy src -> texture dst")
 	}
+	require.ErrorContains(t, r.CopyToTexture(tex, nil, 0, 256, 1, 1), "no source buffer")
 }

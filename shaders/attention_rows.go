@@ -19,9 +19,11 @@ import (
 // made forward+backward 1.6x faster (`step-gpu bench --preset d256 --op
 // attention`, B8 T256 NH4 HS64: 210-217 ms against 338-347 ms for the tiled
 // kernels in alternating runs, and 335-429 ms for chunks of 8), at a cold
-// compile of about 3.5 s per kernel (the rows tests went from 7.0 s to
-// 21.6 s with MESA_SHADER_CACHE_DISABLE=true, four kernels of chunk 16
-// added).
+// compile of 2.8-5.2 s per kernel (MESA_SHADER_CACHE_DISABLE=true: forward
+// 5.2 s, backward_q 4.4 s, backward_kv 2.8 s at load 0.5). That may pass the
+// 5 s of WEBGPU.md trap 1, which is no longer fatal: the recorder gives a
+// pipeline's first dispatch a submission of its own and waits without
+// blocking (docs/PLATFORM.md), so a slow compile delays the run only.
 // backward_kv holds dk and dv together, 128 live vec4s at chunk 16: it
 // compiled and ran faster than a kernel for each (one compile, P recomputed
 // once).

@@ -77,7 +77,7 @@ func matmulTexKernel(variant string, bind []gpu.BindKind) gpu.Kernel {
 // turn it off to pin both kernels to the simple path.
 var matmulTexDirectA = true
 
-// matmulTexSubs generates the unrolled tiles of the four kernel entries:
+// matmulTexSubs generates the unrolled tile of one of the five variants:
 // the accumulator declarations, the body of one K4 step for each (load
 // 4*tn4 texels of op(B) and tm of op(A), or tm/4*4 in the transposed
 // layout, then 4*tm*tn4 vec4 FMAs) and the guarded stores. Every variant
@@ -173,8 +173,8 @@ func matmulTexSubs(variant string, tm, tn4, wx, wy int) map[string]string {
 	}
 }
 
-// texture returns the cached packing texture for a role ("a" or "b") of at
-// least w x h texels, allocating it on first use. Sizes are rounded up to
+// texture returns the cached packing texture for a role ("a", "at", "b" or
+// "bt") of at least w x h texels, allocating it on first use. Sizes are rounded up to
 // 64 texels (within the device limit) so that nearby shapes share textures.
 func (s *matmulState) texture(d *gpu.Device, role string, w, h int) (*gpu.Texture, error) {
 	lim := int(d.Limits.MaxTextureDimension2D)

@@ -1,10 +1,14 @@
-// Texture-fed matrix multiply: out (+)= At · Bt over one block, where the
-// pack kernel (matmul_pack.wgsl) has written op(A)'s block to ta (texel (x, y)
-// holds A[y, 4x..4x+3]) and op(B)'s block to tb (texel (x, y) holds
-// B[y, 4x..4x+3]), both zero-padded to whole tiles, so loads need no bounds
-// checks. On lavapipe every storage-buffer load is a per-lane loop with
-// bounds checks while textureLoad is not, which is why this path exists
-// (WEBGPU.md); it uses no workgroup memory and no barriers.
+// Texture-fed matrix multiply: out (+)= At · Bt over one block, where op(A)'s
+// block is in ta (texel (x, y) holds A[y, 4x..4x+3], or in the transposed
+// variants A[4x..4x+3, y]) or read in place from arows, and op(B)'s block is
+// in tb (texel (x, y) holds B[y, 4x..4x+3], or transposed B[4x..4x+3, y]).
+// The pack kernel (matmul_pack.wgsl) zero-pads what it writes; a copied
+// block (matmul_pack.go, copyable) covers whole texels along K and leaves
+// texels past its rows and columns as they were, which only reach outputs
+// this kernel does not store. Loads need no bounds checks either way. On
+// lavapipe every storage-buffer load is a per-lane loop with bounds checks
+// while textureLoad is not, which is why this path exists (WEBGPU.md); it
+// uses no workgroup memory and no barriers.
 //
 // Each invocation computes a {{TM}} x 4*{{TN4}} tile of out held in
 // registers; workgroups are {{WX}} x {{WY}} invocations (one SIMD vector on
