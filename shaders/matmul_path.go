@@ -46,6 +46,7 @@ type matmulState struct {
 	probe   string // what the measurement saw, for MatmulReport
 	warm    bool   // the texture path's kernels have run once
 	tex     map[matmulTexKey]*gpu.Texture
+	pipes   []*gpu.Pipeline // the texture kernels, resolved on first use
 }
 
 type matmulTexKey struct {

@@ -208,15 +208,19 @@ func (s *matmulState) texture(d *gpu.Device, role string, w, h int) (*gpu.Textur
 // time is mostly texture stores there).
 func matmulTexture(r *gpu.Recorder, op *matmulOp) error {
 	d := r.Device()
-	var pipes [5]*gpu.Pipeline
-	for i, k := range []gpu.Kernel{kMatmulTex, kMatmulTexSA, kMatmulTexSABT, kMatmulTexAT, kMatmulTexBT} {
-		p, err := d.Pipeline(k)
-		if err != nil {
-			return err
+	s := matmulStateOf(d)
+	if s.pipes == nil {
+		// Resolved once per device: a pipeline-cache key spells out the
+		// generated tile bodies (tens of KB), too much to rebuild per product.
+		for _, k := range []gpu.Kernel{kMatmulTex, kMatmulTexSA, kMatmulTexSABT, kMatmulTexAT, kMatmulTexBT} {
+			p, err := d.Pipeline(k)
+			if err != nil {
+				return err
+			}
+			s.pipes = append(s.pipes, p)
 		}
-		pipes[i] = p
 	}
-	tiled, tiledSA, tiledSABT, tiledAT, tiledBT := pipes[0], pipes[1], pipes[2], pipes[3], pipes[4]
+	tiled, tiledSA, tiledSABT, tiledAT, tiledBT := s.pipes[0], s.pipes[1], s.pipes[2], s.pipes[3], s.pipes[4]
 	const tmWG, tnWG = matmulTexTM * matmulTexWY, 4 * matmulTexTN4 * matmulTexWX
 	lim := int(d.Limits.MaxTextureDimension2D)
 	wgLim := int(d.Limits.MaxComputeWorkgroupsPerDimension)
@@ -235,7 +239,6 @@ func matmulTexture(r *gpu.Recorder, op *matmulOp) error {
 	if err != nil {
 		return err
 	}
-	s := matmulStateOf(d)
 	// tex returns the cached texture of a role, sized for the largest block.
 	tex := func(role string, w, h int) (*gpu.Texture, error) {
 		t, err := s.texture(d, role, w, h)
