@@ -201,7 +201,7 @@ func (d *Device) bindGroup(p *Pipeline, params []byte, args []Arg) (*wgpu.BindGr
 		kind := p.Bindings[slot]
 		switch {
 		case a.tex != nil:
-			if kind != BindTexture && kind != BindStorageTexture {
+			if kind != BindTexture && kind != BindStorageTexture && kind != BindStorageTextureRead {
 				return nil, fmt.Errorf("%s: binding %d is a buffer slot, got texture %s", p.Name, slot, a.tex.Name)
 			}
 			entries = append(entries, wgpu.BindGroupEntry{Binding: uint32(slot), TextureView: a.tex.view})

@@ -36,6 +36,11 @@ type Device struct {
 	// submission, so that no submission nears the 5 s watchdog (WEBGPU.md).
 	SubmitBudget float64
 
+	// StorageTextureRead says whether kernels may bind rgba32float textures
+	// as read-only storage textures (BindStorageTextureRead). It needs the
+	// adapter's native feature texture-adapter-specific-format-features.
+	StorageTextureRead bool
+
 	// Profile, when set, times every dispatch alone (see Profile).
 	Profile *Profile
 
@@ -121,6 +126,14 @@ func (d *Device) init() error {
 	// creation then fails (WEBGPU.md), so leave it undefined.
 	lim.MaxPushConstantSize = wgpu.LimitU32Undefined
 	desc := &wgpu.DeviceDescriptor{Label: "step-gpu", RequiredLimits: &wgpu.RequiredLimits{Limits: lim}}
+	// Read-only storage textures need the adapter's own format features in
+	// this wgpu; request them where the adapter offers them.
+	for _, f := range d.adapter.EnumerateFeatures() {
+		if f == wgpu.NativeFeatureTextureAdapterSpecificFormatFeatures {
+			desc.RequiredFeatures = append(desc.RequiredFeatures, f)
+			d.StorageTextureRead = true
+		}
+	}
 	if LostCallbackSupported() {
 		desc.DeviceLostCallback = func(reason wgpu.DeviceLostReason, msg string) {
 			d.lostMu.Lock()

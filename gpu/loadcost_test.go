@@ -21,6 +21,11 @@ struct U { n: u32, a: u32, b: u32, c: u32, d: array<vec4<f32>, 1024> }
 @group(0) @binding(1) var<storage, read_write> out: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> sb: array<vec4<f32>>;
 @group(0) @binding(3) var tx: texture_2d<f32>;
+`)
+	if strings.Contains(load, "sx") {
+		b.WriteString("@group(0) @binding(4) var sx: texture_storage_2d<rgba32float, read>;\n")
+	}
+	b.WriteString(`
 @compute @workgroup_size(8)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let x = vec4<f32>(f32(gid.x) * 1e-3);
@@ -45,7 +50,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation
 
 // BenchmarkLoadCost measures what one vec4 load costs on this device next
 // to vec4 FMAs, by where it reads from: a storage buffer, a uniform buffer
-// or a texture, with per-lane (divergent) or workgroup-uniform addresses.
+// a texture or a read-only storage texture, with per-lane (divergent) or
+// workgroup-uniform addresses.
 // It reports ns per SIMD loop trip (8 invocations, 16 loads, 64 FMAs, wall
 // time over all cores). On lavapipe (docs/PLATFORM.md) every kind of load
 // costs several FMAs, which is what sizes the matmul and attention tiles.
@@ -69,6 +75,11 @@ func BenchmarkLoadCost(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer tx.Release()
+	sx, err := d.NewTexture("sx", gpu.CatScratch, 1024, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sx.Release()
 	fields := []any{uint32(iters), uint32(0), uint32(0), uint32(0)}
 	for i := 0; i < 4096; i++ {
 		fields = append(fields, float32(i%7)*0.01)
@@ -82,20 +93,29 @@ func BenchmarkLoadCost(b *testing.B) {
 		{"uniform-buffer", "u.d[" + divergent + "]"},
 		{"uniform-buffer-uniform", "u.d[IDX]"},
 		{"texture", "textureLoad(tx, vec2<i32>(i32(" + divergent + "), 0), 0)"},
+		{"storage-texture", "textureLoad(sx, vec2<i32>(i32(" + divergent + "), 0))"},
 	} {
 		b.Run(v.name, func(b *testing.B) {
+			kinds := []gpu.BindKind{gpu.BindUniform, gpu.BindReadWrite, gpu.BindRead, gpu.BindTexture}
+			args := []gpu.Arg{out.Arg(), sb.Arg(), tx.Arg()}
+			if strings.Contains(v.load, "sx") {
+				if !d.StorageTextureRead {
+					b.Skip("no read-only storage textures on this device")
+				}
+				kinds, args = append(kinds, gpu.BindStorageTextureRead), append(args, sx.Arg())
+			}
 			n := 16
 			if v.load == "" {
 				n = 0
 			}
 			p, err := d.Pipeline(gpu.Kernel{Name: "loadcost/" + v.name, Source: loadCostSrc(v.load, n), Entry: "main",
-				Bindings: []gpu.BindKind{gpu.BindUniform, gpu.BindReadWrite, gpu.BindRead, gpu.BindTexture}})
+				Bindings: kinds})
 			if err != nil {
 				b.Fatal(err)
 			}
 			run := func() {
 				r := d.NewRecorder()
-				if err := r.Dispatch(p, gpu.Grid{X: inv / 8, Y: 1, Z: 1}, 0, params, out.Arg(), sb.Arg(), tx.Arg()); err != nil {
+				if err := r.Dispatch(p, gpu.Grid{X: inv / 8, Y: 1, Z: 1}, 0, params, args...); err != nil {
 					b.Fatal(err)
 				}
 				if err := r.Flush(); err != nil {

@@ -2,6 +2,7 @@ package gpu
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -15,14 +16,15 @@ type BindKind int
 // the layout is explicit because the automatic one drops unused bindings and
 // cannot express unfilterable float textures.
 const (
-	BindUniform        BindKind = iota // var<uniform>
-	BindRead                           // var<storage, read>
-	BindReadWrite                      // var<storage, read_write>
-	BindTexture                        // texture_2d<f32>, unfilterable float
-	BindStorageTexture                 // texture_storage_2d<rgba32float, write>
+	BindUniform            BindKind = iota // var<uniform>
+	BindRead                               // var<storage, read>
+	BindReadWrite                          // var<storage, read_write>
+	BindTexture                            // texture_2d<f32>, unfilterable float
+	BindStorageTexture                     // texture_storage_2d<rgba32float, write>
+	BindStorageTextureRead                 // texture_storage_2d<rgba32float, read>; needs Device.StorageTextureRead
 )
 
-func (k BindKind) code() string { return [...]string{"u", "r", "w", "t", "s"}[k] }
+func (k BindKind) code() string { return [...]string{"u", "r", "w", "t", "s", "v"}[k] }
 
 // Kernel names one compute entry point and how to build it.
 type Kernel struct {
@@ -89,6 +91,10 @@ func (d *Device) Pipeline(k Kernel) (*Pipeline, error) {
 	if p, ok := d.pipelines[key]; ok {
 		return p, nil
 	}
+	if slices.Contains(k.Bindings, BindStorageTextureRead) && !d.StorageTextureRead {
+		return nil, fmt.Errorf("create pipeline %s: read-only storage textures are not available on %s "+
+			"(it lacks the native feature texture-adapter-specific-format-features)", k.Name, d.Info.Name)
+	}
 	src, err := Expand(k.Source, k.Subs)
 	if err != nil {
 		return nil, fmt.Errorf("create pipeline %s: %w", k.Name, err)
@@ -147,6 +153,9 @@ func (d *Device) layout(kinds []BindKind) (*wgpu.BindGroupLayout, error) {
 			e.Buffer.Type = wgpu.BufferBindingTypeStorage
 		case BindTexture:
 			e.Texture = wgpu.TextureBindingLayout{SampleType: wgpu.TextureSampleTypeUnfilterableFloat, ViewDimension: wgpu.TextureViewDimension2D}
+		case BindStorageTextureRead:
+			e.StorageTexture = wgpu.StorageTextureBindingLayout{Access: wgpu.StorageTextureAccessReadOnly,
+				Format: wgpu.TextureFormatRGBA32Float, ViewDimension: wgpu.TextureViewDimension2D}
 		case BindStorageTexture:
 			e.StorageTexture = wgpu.StorageTextureBindingLayout{Access: wgpu.StorageTextureAccessWriteOnly,
 				Format: wgpu.TextureFormatRGBA32Float, ViewDimension: wgpu.TextureViewDimension2D}

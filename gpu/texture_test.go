@@ -78,3 +78,53 @@ func TestCopyToTexture(t *testing.T) {
 	}
 	require.ErrorContains(t, r.CopyToTexture(tex, nil, 0, 256, 1, 1), "no source buffer")
 }
+
+// TestStorageTextureRead reads a copied texture through a read-only storage
+// binding, texel by texel, where the device offers one (lavapipe does, so CI
+// runs it); elsewhere creating such a pipeline must fail with a message
+// saying why.
+func TestStorageTextureRead(t *testing.T) {
+	d := gputest.Device(t)
+	k := gpu.Kernel{Name: "test/storage-texread", Entry: "main",
+		Bindings: []gpu.BindKind{gpu.BindUniform, gpu.BindReadWrite, gpu.BindStorageTextureRead},
+		Source: `
+struct P { w: u32, h: u32, _a: u32, _b: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read_write> out: array<vec4<f32>>;
+@group(0) @binding(2) var t: texture_storage_2d<rgba32float, read>;
+@compute @workgroup_size(8)
+fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  if (g.x < p.w && g.y < p.h) {
+    out[g.y * p.w + g.x] = textureLoad(t, vec2<i32>(i32(g.x), i32(g.y)));
+  }
+}`}
+	if !d.StorageTextureRead {
+		_, err := d.Pipeline(k)
+		require.ErrorContains(t, err, "read-only storage textures are not available")
+		return
+	}
+	const w, h = 5, 3 // 5 texels do not fill a workgroup of 8
+	src := make([]float32, 64*h)
+	for i := range src {
+		src[i] = float32(i)*0.5 - 17
+	}
+	b := gputest.Upload(t, d, "src", src)
+	tex, err := d.NewTexture("dst", gpu.CatScratch, 8, 4)
+	require.NoError(t, err)
+	t.Cleanup(tex.Release)
+	out := gputest.Upload(t, d, "out", make([]float32, 4*w*h))
+	p, err := d.Pipeline(k)
+	require.NoError(t, err)
+	gputest.Run(t, d, func(r *gpu.Recorder) error {
+		if err := r.CopyToTexture(tex, b, 0, 256, w, h); err != nil {
+			return err
+		}
+		return r.Dispatch(p, gpu.Grid{X: 1, Y: h, Z: 1}, 1, gpu.Params(uint32(w), uint32(h)), out.Arg(), tex.Arg())
+	})
+	got := gputest.Read(t, out, 4*w*h)
+	for y := 0; y < h; y++ {
+		for x := 0; x < 4*w; x++ {
+			require.Equal(t, src[y*64+x], got[y*4*w+x], "texel (%d, %d) component %d", x/4, y, x%4)
+		}
+	}
+}
