@@ -98,6 +98,28 @@ func TestBenchJSON(t *testing.T) {
 	require.Positive(t, n)
 }
 
+// TestMatmulFlag pins the matmul kernels from the command line or the
+// environment, says which ran, and refuses an unknown name.
+func TestMatmulFlag(t *testing.T) {
+	for _, c := range []struct {
+		env  []string
+		args []string
+		want string
+	}{
+		{nil, []string{"--matmul", "simple"}, "matmul: simple path (set)"},
+		{[]string{"STEP_GPU_MATMUL=texture"}, nil, "matmul: texture path (set)"},
+	} {
+		args := append(c.args, "bench", "--m", "64", "--n", "64", "--k", "64", "--op", "matmul", "--reps", "1")
+		out, errOut, code := runBin(t, c.env, args...)
+		require.Equalf(t, 0, code, "stderr: %s", errOut)
+		require.Contains(t, out, "matmul_NT")
+		require.Contains(t, errOut, c.want)
+	}
+	_, errOut, code := runBin(t, nil, "--matmul", "fastest", "devices")
+	require.Equal(t, 2, code)
+	require.Contains(t, errOut, "--matmul")
+}
+
 func TestUnknownPreset(t *testing.T) {
 	_, errOut, code := runBin(t, nil, "bench", "--preset", "nope")
 	require.NotEqual(t, 0, code)

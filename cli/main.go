@@ -11,11 +11,13 @@ import (
 
 	"github.com/step-gpu/step-gpu/gpu"
 	"github.com/step-gpu/step-gpu/nn"
+	"github.com/step-gpu/step-gpu/shaders"
 )
 
 // Globals are the flags every command takes.
 type Globals struct {
 	Adapter string `help:"Adapter to use: an index or a name substring from 'step-gpu devices' (default: discrete GPU, then integrated, then CPU; env STEP_GPU_ADAPTER)." placeholder:"SEL"`
+	Matmul  string `help:"Matmul kernels: auto (measure on the device, keep the fastest), simple, texture or storage-texture." enum:"auto,simple,texture,storage-texture" default:"auto" env:"STEP_GPU_MATMUL"`
 }
 
 // CLI is the root of the command tree.
@@ -99,6 +101,16 @@ func (e *Env) open() (*gpu.Device, error) {
 	if err != nil {
 		return nil, err
 	}
+	path, err := shaders.ParseMatmulPath(e.Matmul)
+	if err != nil {
+		d.Close()
+		return nil, err
+	}
+	if path == shaders.MatmulStorageTexture && !d.StorageTextureRead {
+		d.Close()
+		return nil, fmt.Errorf("--matmul storage-texture: %s offers no read-only storage textures; use auto or texture", d.Info.Name)
+	}
+	shaders.SetMatmulPath(d, path)
 	fmt.Fprintf(e.Stderr, "device: %s (%s, %s; %s)\n", d.Info.Name, d.Info.Type, d.Info.Backend, d.Reason)
 	return d, nil
 }

@@ -60,8 +60,9 @@ var (
 // split into blocks of rows, columns and K so that each dispatch's work stays
 // under the device's submit budget, each operand binding under the storage
 // binding limit and each invocation's loop under lavapipe's limiter. The
-// kernels used (storage-buffer or texture-fed) follow SetMatmulPath; by
-// default the first call on a device measures both and keeps the faster.
+// kernels used (storage-buffer or texture-fed, with sampled or read-only
+// storage textures) follow SetMatmulPath; by default the first call on a
+// device measures them and keeps the fastest.
 func Matmul(r *gpu.Recorder, out, a, b *gpu.Buffer, M, N, K int, layout Layout, accumulate bool) error {
 	op, err := newMatmulOp(out, a, b, M, N, K, layout, accumulate)
 	if err != nil {
@@ -71,10 +72,7 @@ func Matmul(r *gpu.Recorder, out, a, b *gpu.Buffer, M, N, K int, layout Layout, 
 	if err != nil {
 		return err
 	}
-	if path == MatmulTexture {
-		return matmulTexture(r, op)
-	}
-	return matmulSimple(r, op)
+	return matmulOn(r, op, path)
 }
 
 // matmulOp is one product with its operands' strides: element (m, k) of

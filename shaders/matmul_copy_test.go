@@ -19,10 +19,17 @@ import (
 // padding, which the kernel reads for columns it does not store), then the
 // product itself, with copies and with the pack kernel, against the
 // reference. The dispatch counts show which path ran: with copies only the
-// product's kernel dispatches.
+// product's kernel dispatches. Every texture path the device has is checked.
 func TestMatmulCopiedOperands(t *testing.T) {
 	d := gputest.Device(t)
-	matmulPin(t, d, MatmulTexture)
+	for _, path := range matmulTexPaths(d) {
+		matmulPin(t, d, path)
+		matmulCheckCopies(t, d)
+	}
+}
+
+// matmulCheckCopies runs TestMatmulCopiedOperands's products on d's path.
+func matmulCheckCopies(t *testing.T, d *gpu.Device) {
 	rng := rand.New(rand.NewPCG(21, 22))
 	const M, N, K = 64, 64, 128
 	nan := float32(math.NaN())

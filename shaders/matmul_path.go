@@ -2,6 +2,7 @@ package shaders
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -11,14 +12,16 @@ import (
 // MatmulPath selects the kernels Matmul uses on a device.
 type MatmulPath int
 
-// The paths. MatmulAuto measures both on a moderate product the first time
-// Matmul runs on a device and keeps the faster (the texture path must be
-// clearly faster, by matmulTexMargin, since it costs packing memory); the
-// choice is by measurement, never by vendor or adapter name.
+// The paths. MatmulAuto measures them on a moderate product the first time
+// Matmul runs on a device and keeps the fastest (a texture path must be
+// clearly faster than the simple one, by matmulTexMargin, since it costs
+// packing memory); the choice is by measurement, never by vendor or adapter
+// name.
 const (
-	MatmulAuto    MatmulPath = iota // measure once per device, keep the faster
-	MatmulSimple                    // storage-buffer register tiles (matmul.wgsl)
-	MatmulTexture                   // pack to textures, then texture-fed tiles (matmul_tex.wgsl)
+	MatmulAuto           MatmulPath = iota // measure once per device, keep the fastest
+	MatmulSimple                           // storage-buffer register tiles (matmul.wgsl)
+	MatmulTexture                          // operands into textures, read sampled (matmul_tex.wgsl)
+	MatmulStorageTexture                   // the same kernels reading read-only storage textures
 )
 
 // String names the path.
@@ -30,8 +33,34 @@ func (p MatmulPath) String() string {
 		return "simple"
 	case MatmulTexture:
 		return "texture"
+	case MatmulStorageTexture:
+		return "storage-texture"
 	}
 	return fmt.Sprintf("MatmulPath(%d)", int(p))
+}
+
+// ParseMatmulPath reads a path's name as String writes it ("" is auto).
+func ParseMatmulPath(s string) (MatmulPath, error) {
+	if s == "" {
+		return MatmulAuto, nil
+	}
+	for p := MatmulAuto; p <= MatmulStorageTexture; p++ {
+		if p.String() == s {
+			return p, nil
+		}
+	}
+	return 0, fmt.Errorf("unknown matmul path %q (want auto, simple, texture or storage-texture)", s)
+}
+
+// textured says whether the path runs the texture-fed kernels.
+func (p MatmulPath) textured() bool { return p == MatmulTexture || p == MatmulStorageTexture }
+
+// matmulOn records the product with the kernels of a path (not MatmulAuto).
+func matmulOn(r *gpu.Recorder, op *matmulOp, p MatmulPath) error {
+	if p.textured() {
+		return matmulTexture(r, op, p == MatmulStorageTexture)
+	}
+	return matmulSimple(r, op)
 }
 
 // matmulTexMargin is how much faster the texture path must measure to be
@@ -43,10 +72,10 @@ const matmulTexMargin = 1.2
 type matmulState struct {
 	setting MatmulPath
 	chosen  MatmulPath
-	probe   string // what the measurement saw, for MatmulReport
-	warm    bool   // the texture path's kernels have run once
+	probe   string  // what the measurement saw, for MatmulReport
+	warm    [2]bool // the texture kernels have run once: [0] sampled, [1] storage
 	tex     map[matmulTexKey]*gpu.Texture
-	pipes   []*gpu.Pipeline // the texture kernels, resolved on first use
+	pipes   [2][]*gpu.Pipeline // the texture kernels, resolved on first use, as warm
 }
 
 type matmulTexKey struct {
@@ -106,15 +135,15 @@ func ReleaseMatmulTextures(d *gpu.Device) {
 
 func matmulPathFor(d *gpu.Device) (MatmulPath, error) {
 	s := matmulStateOf(d)
-	if s.setting == MatmulTexture {
-		return MatmulTexture, matmulTexWarm(d)
-	}
 	if s.setting != MatmulAuto {
-		return s.setting, nil
+		return s.setting, matmulTexWarm(d, s.setting)
 	}
 	if s.chosen == MatmulAuto {
 		p, probe, err := matmulMeasure(d)
 		if err != nil {
+			return 0, err
+		}
+		if err := matmulTexWarm(d, p); err != nil {
 			return 0, err
 		}
 		s.chosen, s.probe = p, probe
@@ -122,15 +151,19 @@ func matmulPathFor(d *gpu.Device) (MatmulPath, error) {
 	return s.chosen, nil
 }
 
-// matmulTexWarm runs the texture path on tiny products that reach each of
-// its kernels, each in a submission of its own, the first time it is used
-// on a device (so no compile lands in the path probe's timed runs). lavapipe
-// compiles a kernel inside the first submission that dispatches it, and the
-// tiled kernel takes seconds to compile with a cold shader cache: sharing
-// that submission with real work could pass the 5 s watchdog (WEBGPU.md).
-func matmulTexWarm(d *gpu.Device) error {
+// matmulTexWarm runs a texture path (nothing for the others) on tiny
+// products that reach each of its kernels, each in a submission of its own,
+// the first time it is used on a device, so that no compile lands in real
+// work: lavapipe compiles a kernel inside the first submission that
+// dispatches it, and the tiled kernels take seconds to compile with a cold
+// shader cache.
+func matmulTexWarm(d *gpu.Device, p MatmulPath) error {
 	s := matmulStateOf(d)
-	if s.warm {
+	set := 0
+	if p == MatmulStorageTexture {
+		set = 1
+	}
+	if !p.textured() || s.warm[set] {
 		return nil
 	}
 	var bufs []*gpu.Buffer
@@ -159,14 +192,14 @@ func matmulTexWarm(d *gpu.Device) error {
 			return err
 		}
 		r := d.NewRecorder()
-		if err := matmulTexture(r, op); err != nil {
+		if err := matmulOn(r, op, p); err != nil {
 			return fmt.Errorf("matmul warm-up: %w", err)
 		}
 		if err := r.Flush(); err != nil {
 			return fmt.Errorf("matmul warm-up: %w", err)
 		}
 	}
-	s.warm = true
+	s.warm[set] = true
 	return nil
 }
 
@@ -178,10 +211,12 @@ func matmulTexWarm(d *gpu.Device) error {
 // 5x slower simple path), against 5-7x at the sizes a model uses.
 const matmulProbe = 512
 
-// matmulMeasure times both paths on a matmulProbe cube (NT, the forward
-// layout) after a first run that compiles the pipelines, and returns the
-// faster, the texture path only when faster by matmulTexMargin, with a
-// line saying what it measured.
+// matmulMeasure times the paths on a matmulProbe cube (NT, the forward
+// layout), each after a first, untimed run that compiles its pipelines, and
+// returns the fastest (a texture path only when faster than the simple one
+// by matmulTexMargin) with a line saying what it measured. The storage
+// texture path is tried only where the device offers read-only storage
+// textures, and is dropped, with the reason in the line, if it fails there.
 func matmulMeasure(d *gpu.Device) (MatmulPath, string, error) {
 	if d.Limits.MaxTextureDimension2D < matmulProbe {
 		return MatmulSimple, fmt.Sprintf("textures under %d texels", matmulProbe), nil
@@ -204,21 +239,29 @@ func matmulMeasure(d *gpu.Device) (MatmulPath, string, error) {
 	if err != nil {
 		return 0, "", err
 	}
-	if err := matmulTexWarm(d); err != nil {
-		return 0, "", err
+	paths := []MatmulPath{MatmulTexture, MatmulSimple}
+	if d.StorageTextureRead {
+		paths = append([]MatmulPath{MatmulStorageTexture}, paths...)
 	}
+	// Runs alternate between the paths so that a swing in the host's speed
+	// (large on shared CPU machines) hits them alike; each path's first run
+	// compiles its pipelines and is not timed.
 	best := map[MatmulPath]time.Duration{}
-	for _, path := range []MatmulPath{MatmulSimple, MatmulTexture} {
-		for run := 0; run < 4; run++ {
+	failed := map[MatmulPath]error{}
+	for run := 0; run < 4; run++ {
+		for _, path := range paths {
+			if failed[path] != nil {
+				continue
+			}
 			r := d.NewRecorder()
 			start := time.Now()
-			if path == MatmulTexture {
-				err = matmulTexture(r, op)
-			} else {
-				err = matmulSimple(r, op)
-			}
+			err = matmulOn(r, op, path)
 			if err == nil {
 				err = r.Flush()
+			}
+			if err != nil && path == MatmulStorageTexture {
+				failed[path] = err
+				continue
 			}
 			if err != nil {
 				return 0, "", fmt.Errorf("matmul path probe (%v): %w", path, err)
@@ -228,10 +271,21 @@ func matmulMeasure(d *gpu.Device) (MatmulPath, string, error) {
 			}
 		}
 	}
-	probe := fmt.Sprintf("probe %d^3 NT: texture %.2f ms, simple %.2f ms", n,
-		best[MatmulTexture].Seconds()*1e3, best[MatmulSimple].Seconds()*1e3)
-	if float64(best[MatmulSimple]) > matmulTexMargin*float64(best[MatmulTexture]) {
-		return MatmulTexture, probe, nil
+	probe := fmt.Sprintf("probe %d^3 NT:", n)
+	for _, path := range paths {
+		if err := failed[path]; err != nil {
+			probe += fmt.Sprintf(" %v failed (%v),", path, err)
+		} else {
+			probe += fmt.Sprintf(" %v %.2f ms,", path, best[path].Seconds()*1e3)
+		}
+	}
+	probe = strings.TrimSuffix(probe, ",")
+	tex := MatmulTexture
+	if t := best[MatmulStorageTexture]; t > 0 && t < best[MatmulTexture] {
+		tex = MatmulStorageTexture
+	}
+	if float64(best[MatmulSimple]) > matmulTexMargin*float64(best[tex]) {
+		return tex, probe, nil
 	}
 	return MatmulSimple, probe, nil
 }

@@ -53,22 +53,42 @@ const (
 
 var (
 	matmulTexSrc = own("matmul_tex")
-	// Bindings: 0 params, 1 out, 2 op(A) as a texture or (the _sa
-	// variants) a storage buffer, 3 op(B)'s texture.
-	matmulTexBind   = []gpu.BindKind{gpu.BindUniform, gpu.BindReadWrite, gpu.BindTexture, gpu.BindTexture}
-	matmulTexSABind = []gpu.BindKind{gpu.BindUniform, gpu.BindReadWrite, gpu.BindRead, gpu.BindTexture}
-	kMatmulTex      = matmulTexKernel("tiled", matmulTexBind)
-	kMatmulTexSA    = matmulTexKernel("tiled_sa", matmulTexSABind)
-	kMatmulTexSABT  = matmulTexKernel("tiled_sa_bt", matmulTexSABind)
-	kMatmulTexBT    = matmulTexKernel("tiled_bt", matmulTexBind)
-	kMatmulTexAT    = matmulTexKernel("tiled_at", matmulTexBind)
+	// The five variants, in the order matmulTexture unpacks their pipelines.
+	matmulTexVariants = []string{"tiled", "tiled_sa", "tiled_sa_bt", "tiled_at", "tiled_bt"}
+	// matmulTexKernels holds every variant for each way of binding the
+	// textures: [0] sampled, [1] read-only storage (matmulTexStorage).
+	matmulTexKernels = [2][]gpu.Kernel{matmulTexKernelSet(false), matmulTexKernelSet(true)}
 )
 
+// matmulTexKernelSet returns the five variants of the tiled entry reading
+// their textures sampled or, with storage, as read-only storage textures.
+func matmulTexKernelSet(storage bool) []gpu.Kernel {
+	tex := gpu.BindTexture
+	if storage {
+		tex = gpu.BindStorageTextureRead
+	}
+	var ks []gpu.Kernel
+	for _, v := range matmulTexVariants {
+		// Bindings: 0 params, 1 out, 2 op(A) as a texture or (the _sa
+		// variants) a storage buffer, 3 op(B)'s texture.
+		bind := []gpu.BindKind{gpu.BindUniform, gpu.BindReadWrite, tex, tex}
+		if strings.HasPrefix(v, "tiled_sa") {
+			bind[2] = gpu.BindRead
+		}
+		ks = append(ks, matmulTexKernel(v, bind, storage))
+	}
+	return ks
+}
+
 // matmulTexKernel is the tiled entry with the body of one variant, named
-// after it (its pipelines, errors and profile lines say which variant ran).
-func matmulTexKernel(variant string, bind []gpu.BindKind) gpu.Kernel {
-	k := kernel("matmul_tex", "tiled", bind, matmulTexSubs(variant, matmulTexTM, matmulTexTN4, matmulTexWX, matmulTexWY))
+// after it (its pipelines, errors and profile lines say which variant ran,
+// and "+storage" marks the read-only storage texture binding).
+func matmulTexKernel(variant string, bind []gpu.BindKind, storage bool) gpu.Kernel {
+	k := kernel("matmul_tex", "tiled", bind, matmulTexSubs(variant, matmulTexTM, matmulTexTN4, matmulTexWX, matmulTexWY, storage))
 	k.Name = "matmul_tex/" + variant
+	if storage {
+		k.Name += "+storage"
+	}
 	return k
 }
 
@@ -83,7 +103,13 @@ var matmulTexDirectA = true
 // layout, then 4*tm*tn4 vec4 FMAs) and the guarded stores. Every variant
 // loads as many texels per step; the transposed ones pick components
 // instead (free on lavapipe, where a vec4 is four SIMD registers).
-func matmulTexSubs(variant string, tm, tn4, wx, wy int) map[string]string {
+func matmulTexSubs(variant string, tm, tn4, wx, wy int, storage bool) map[string]string {
+	// A sampled texture's textureLoad names the mip level; a storage
+	// texture's has none.
+	texType, level := "texture_2d<f32>", ", 0"
+	if storage {
+		texType, level = "texture_storage_2d<rgba32float, read>", ""
+	}
 	var decl, apre, store strings.Builder
 	for i := 0; i < tm; i++ {
 		for j := 0; j < tn4; j++ {
@@ -98,12 +124,12 @@ func matmulTexSubs(variant string, tm, tn4, wx, wy int) map[string]string {
 	var bRows, bCols strings.Builder
 	for kk := 0; kk < 4; kk++ {
 		for j := 0; j < tn4; j++ {
-			fmt.Fprintf(&bRows, "    let b%d_%d = textureLoad(tb, vec2<i32>(col4 + %d, k + %d), 0);\n", kk, j, j, kk)
+			fmt.Fprintf(&bRows, "    let b%d_%d = textureLoad(tb, vec2<i32>(col4 + %d, k + %d)%s);\n", kk, j, j, kk, level)
 		}
 	}
 	for j := 0; j < tn4; j++ {
 		for jj := 0; jj < 4; jj++ {
-			fmt.Fprintf(&bCols, "    let bt%d_%d = textureLoad(tb, vec2<i32>(kt, (col4 + %d) * 4 + %d), 0);\n", j, jj, j, jj)
+			fmt.Fprintf(&bCols, "    let bt%d_%d = textureLoad(tb, vec2<i32>(kt, (col4 + %d) * 4 + %d)%s);\n", j, jj, j, jj, level)
 		}
 	}
 	for kk := 0; kk < 4; kk++ {
@@ -118,7 +144,7 @@ func matmulTexSubs(variant string, tm, tn4, wx, wy int) map[string]string {
 	var aCols strings.Builder
 	for ii := 0; ii < tm/4; ii++ {
 		for kk := 0; kk < 4; kk++ {
-			fmt.Fprintf(&aCols, "    let at%d_%d = textureLoad(ta, vec2<i32>(row / 4 + %d, k + %d), 0);\n", ii, kk, ii, kk)
+			fmt.Fprintf(&aCols, "    let at%d_%d = textureLoad(ta, vec2<i32>(row / 4 + %d, k + %d)%s);\n", ii, kk, ii, kk, level)
 		}
 	}
 	fmas := func(a func(i, kk int) string) string {
@@ -138,7 +164,7 @@ func matmulTexSubs(variant string, tm, tn4, wx, wy int) map[string]string {
 		var out strings.Builder
 		for i := 0; i < tm; i++ {
 			if src == "ta" {
-				fmt.Fprintf(&out, "    let a%d = textureLoad(ta, vec2<i32>(kt, row + %d), 0);\n", i, i)
+				fmt.Fprintf(&out, "    let a%d = textureLoad(ta, vec2<i32>(kt, row + %d)%s);\n", i, i, level)
 			} else {
 				fmt.Fprintf(&out, "    let a%d = arows[ar%d + u32(kt)];\n", i, i)
 			}
@@ -169,7 +195,7 @@ func matmulTexSubs(variant string, tm, tn4, wx, wy int) map[string]string {
 	}
 	return map[string]string{
 		"TM": fmt.Sprint(tm), "TN4": fmt.Sprint(tn4), "WX": fmt.Sprint(wx), "WY": fmt.Sprint(wy),
-		"DECL": decl.String(), "STORE": store.String(), "APRE": apre.String(), "BODY": body,
+		"DECL": decl.String(), "STORE": store.String(), "APRE": apre.String(), "BODY": body, "TEX": texType,
 	}
 }
 
@@ -196,7 +222,8 @@ func (s *matmulState) texture(d *gpu.Device, role string, w, h int) (*gpu.Textur
 	return t, nil
 }
 
-// matmulTexture records the product with the texture-fed kernels. Per
+// matmulTexture records the product with the texture-fed kernels, binding
+// the textures sampled or (storage) as read-only storage textures. Per
 // block, op(B)'s block goes into a texture when the K chunk or column band
 // changes: copied as it lies in memory where its rows (tb, NN and TN) or
 // columns (bt, NT) are contiguous and aligned for a copy, else packed by the
@@ -206,21 +233,28 @@ func (s *matmulState) texture(d *gpu.Device, role string, w, h int) (*gpu.Textur
 // K), else copied by columns (at, TN), else packed (tiled). Copies cost
 // little (~24 GB/s on lavapipe, against ~1 GB/s for the pack kernel, whose
 // time is mostly texture stores there).
-func matmulTexture(r *gpu.Recorder, op *matmulOp) error {
+func matmulTexture(r *gpu.Recorder, op *matmulOp, storage bool) error {
 	d := r.Device()
 	s := matmulStateOf(d)
-	if s.pipes == nil {
+	set := 0
+	if storage {
+		set = 1
+	}
+	if s.pipes[set] == nil {
 		// Resolved once per device: a pipeline-cache key spells out the
 		// generated tile bodies (tens of KB), too much to rebuild per product.
-		for _, k := range []gpu.Kernel{kMatmulTex, kMatmulTexSA, kMatmulTexSABT, kMatmulTexAT, kMatmulTexBT} {
+		var pipes []*gpu.Pipeline
+		for _, k := range matmulTexKernels[set] {
 			p, err := d.Pipeline(k)
 			if err != nil {
 				return err
 			}
-			s.pipes = append(s.pipes, p)
+			pipes = append(pipes, p)
 		}
+		s.pipes[set] = pipes
 	}
-	tiled, tiledSA, tiledSABT, tiledAT, tiledBT := s.pipes[0], s.pipes[1], s.pipes[2], s.pipes[3], s.pipes[4]
+	ps := s.pipes[set]
+	tiled, tiledSA, tiledSABT, tiledAT, tiledBT := ps[0], ps[1], ps[2], ps[3], ps[4]
 	const tmWG, tnWG = matmulTexTM * matmulTexWY, 4 * matmulTexTN4 * matmulTexWX
 	lim := int(d.Limits.MaxTextureDimension2D)
 	wgLim := int(d.Limits.MaxComputeWorkgroupsPerDimension)

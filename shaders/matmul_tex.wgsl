@@ -8,7 +8,10 @@
 // this kernel does not store. Loads need no bounds checks either way. On
 // lavapipe every storage-buffer load is a per-lane loop with bounds checks
 // while textureLoad is not, which is why this path exists (WEBGPU.md); it
-// uses no workgroup memory and no barriers.
+// uses no workgroup memory and no barriers. The textures are bound either
+// sampled (texture_2d<f32>) or as read-only storage textures, whichever
+// measures faster on the device (matmul_path.go): {{TEX}} is the type and
+// the generated loads match it.
 //
 // Each invocation computes a {{TM}} x 4*{{TN4}} tile of out held in
 // registers; workgroups are {{WX}} x {{WY}} invocations (one SIMD vector on
@@ -28,8 +31,8 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var ta: texture_2d<f32>;
-@group(0) @binding(3) var tb: texture_2d<f32>;
+@group(0) @binding(2) var ta: {{TEX}};
+@group(0) @binding(3) var tb: {{TEX}};
 @group(0) @binding(2) var<storage, read> arows: array<vec4<f32>>;
 
 // store4 writes four consecutive outputs of row r from column c, skipping
