@@ -211,6 +211,12 @@ func matmulTexWarm(d *gpu.Device, p MatmulPath) error {
 // 5x slower simple path), against 5-7x at the sizes a model uses.
 const matmulProbe = 512
 
+// matmulProbeRuns is how many timed runs of each path the probe takes the
+// fastest of. The two texture paths are 10-40% apart on lavapipe; with 3
+// runs one probe in about ten kept the slower when a swing of the host
+// lasted through all of them.
+const matmulProbeRuns = 6
+
 // matmulMeasure times the paths on a matmulProbe cube (NT, the forward
 // layout), each after a first, untimed run that compiles its pipelines, and
 // returns the fastest (a texture path only when faster than the simple one
@@ -248,9 +254,13 @@ func matmulMeasure(d *gpu.Device) (MatmulPath, string, error) {
 	// compiles its pipelines and is not timed.
 	best := map[MatmulPath]time.Duration{}
 	failed := map[MatmulPath]error{}
-	for run := 0; run < 4; run++ {
+	for run := 0; run <= matmulProbeRuns; run++ {
 		for _, path := range paths {
 			if failed[path] != nil {
+				continue
+			}
+			// A simple path already far behind needs no more runs.
+			if tex := best[MatmulTexture]; path == MatmulSimple && tex > 0 && best[path] > 2*tex {
 				continue
 			}
 			r := d.NewRecorder()
