@@ -44,6 +44,14 @@ var (
 		[]gpu.BindKind{gpu.BindUniform, gpu.BindReadWrite, gpu.BindRead, gpu.BindRead}, map[string]string{})
 )
 
+// matmulCPUBudgets is how many submit budgets one matmul dispatch may hold
+// on a CPU adapter. The budget is sized for the slowest kernels there (about
+// 1.5 GFLOP/s: a second); the texture-fed matmul runs 20 times faster, so 6
+// budgets stay near 0.3 s, and splitting a 1024^3 product into two
+// dispatches measured 3-14% slower than one dispatch (each layout,
+// alternating in one process, lavapipe, 2026-11-28).
+const matmulCPUBudgets = 6
+
 // Test hooks: a non-zero matmulBindingCap lowers the storage-binding limit and
 // a non-zero matmulBlockFLOPs the work of one dispatch, so small tests
 // exercise the splitting that large products need.
@@ -147,12 +155,15 @@ func (op *matmulOp) fitsBinding(d *gpu.Device, buf *gpu.Buffer, span int) bool {
 // matmulKChunk and the whole of M and N, shrunk while a constraint fails by
 // halving the dimension that constraint depends on most (rows and columns
 // in multiples of the path's tile tm x tn while above it): the block's work
-// (at most the device's submit budget, so a dispatch stays well under a
-// second on the slowest device), each operand's binding, and the path's own
-// limits, which extra checks, returning the dimension to shrink (0 rows,
-// 1 columns, 2 K) or -1 when the block fits.
+// (at most the device's submit budget, matmulCPUBudgets of them on a CPU
+// adapter, so a dispatch stays well under a second), each operand's
+// binding, and the path's own limits, which extra checks, returning the
+// dimension to shrink (0 rows, 1 columns, 2 K) or -1 when the block fits.
 func (op *matmulOp) plan(d *gpu.Device, tm, tn int, extra func(bm, bn, bk int) int) (matmulBlock, error) {
 	maxFLOPs := d.SubmitBudget
+	if d.IsCPU() {
+		maxFLOPs *= matmulCPUBudgets
+	}
 	if matmulBlockFLOPs > 0 {
 		maxFLOPs = matmulBlockFLOPs
 	}
