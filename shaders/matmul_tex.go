@@ -26,6 +26,10 @@ import (
 // every textureLoad is a call of ~100+ instructions (per-lane level and size
 // computation, bounds check, eight 16-byte loads, a 4x8 transpose), whether or
 // not the lanes load the same texel, so speed follows FMAs per textureLoad.
+// (That is a sampled texture's load. A read-only storage texture's costs about
+// a quarter of it, measured 2026-11-28 (docs/PLATFORM.md); the same kernels
+// read those where the device has them, and 16x16 stayed the best tile there
+// too, against 8x16 to 32x16. The notes below are from the sampled kernels.)
 // Larger tiles raise that ratio but spill more: the accumulators live on the
 // stack (32x24 x 8 lanes = 24 KB) and the unrolled loop body of a 32x24 tile
 // is ~90 KB of machine code, beyond the 32 KB L1i. An outer-product layout
