@@ -108,7 +108,8 @@ func (e *Env) open() (*gpu.Device, error) {
 	}
 	if path == shaders.MatmulStorageTexture && !d.StorageTextureRead {
 		d.Close()
-		return nil, fmt.Errorf("--matmul storage-texture: %s offers no read-only storage textures; use auto or texture", d.Info.Name)
+		return nil, fmt.Errorf("--matmul storage-texture: %s offers no read-only storage textures (%s); use auto or texture",
+			d.Info.Name, d.StorageTextureNote)
 	}
 	shaders.SetMatmulPath(d, path)
 	fmt.Fprintf(e.Stderr, "device: %s (%s, %s; %s)\n", d.Info.Name, d.Info.Type, d.Info.Backend, d.Reason)

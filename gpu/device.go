@@ -38,8 +38,11 @@ type Device struct {
 
 	// StorageTextureRead says whether kernels may bind rgba32float textures
 	// as read-only storage textures (BindStorageTextureRead). It needs the
-	// adapter's native feature texture-adapter-specific-format-features.
+	// adapter's native feature texture-adapter-specific-format-features and
+	// a probe kernel that reads one back correctly at start-up.
 	StorageTextureRead bool
+	// StorageTextureNote says why StorageTextureRead is false ("" when true).
+	StorageTextureNote string
 
 	// Profile, when set, times every dispatch alone (see Profile).
 	Profile *Profile
@@ -154,6 +157,14 @@ func (d *Device) init() error {
 	d.layouts = map[string]*wgpu.BindGroupLayout{}
 	d.binds = newBindCache()
 	d.SubmitBudget = defaultSubmitBudget(d.Info.adapterType)
+	if !d.StorageTextureRead {
+		d.StorageTextureNote = "it lacks the native feature texture-adapter-specific-format-features"
+	} else if err := d.probeStorageTextureRead(); err != nil {
+		first, _, _ := strings.Cut(err.Error(), "\n")
+		d.StorageTextureRead, d.StorageTextureNote = false, "its probe kernel failed: "+first
+	}
+	// The probe's few bytes are not part of any run's memory.
+	d.Ledger.ResetPeak()
 	return nil
 }
 

@@ -22,7 +22,7 @@ struct U { n: u32, a: u32, b: u32, c: u32, d: array<vec4<f32>, 1024> }
 @group(0) @binding(2) var<storage, read> sb: array<vec4<f32>>;
 @group(0) @binding(3) var tx: texture_2d<f32>;
 `)
-	if strings.Contains(load, "sx") {
+	if readsStorageTexture(load) {
 		b.WriteString("@group(0) @binding(4) var sx: texture_storage_2d<rgba32float, read>;\n")
 	}
 	b.WriteString(`
@@ -98,7 +98,7 @@ func BenchmarkLoadCost(b *testing.B) {
 		b.Run(v.name, func(b *testing.B) {
 			kinds := []gpu.BindKind{gpu.BindUniform, gpu.BindReadWrite, gpu.BindRead, gpu.BindTexture}
 			args := []gpu.Arg{out.Arg(), sb.Arg(), tx.Arg()}
-			if strings.Contains(v.load, "sx") {
+			if readsStorageTexture(v.load) {
 				if !d.StorageTextureRead {
 					b.Skip("no read-only storage textures on this device")
 				}
@@ -132,3 +132,7 @@ func BenchmarkLoadCost(b *testing.B) {
 		})
 	}
 }
+
+// readsStorageTexture says whether a load expression of the LoadCost
+// benchmark reads the read-only storage texture sx.
+func readsStorageTexture(load string) bool { return strings.Contains(load, "sx") }

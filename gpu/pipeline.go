@@ -92,8 +92,8 @@ func (d *Device) Pipeline(k Kernel) (*Pipeline, error) {
 		return p, nil
 	}
 	if slices.Contains(k.Bindings, BindStorageTextureRead) && !d.StorageTextureRead {
-		return nil, fmt.Errorf("create pipeline %s: read-only storage textures are not available on %s "+
-			"(it lacks the native feature texture-adapter-specific-format-features)", k.Name, d.Info.Name)
+		return nil, fmt.Errorf("create pipeline %s: read-only storage textures are not available on %s (%s)",
+			k.Name, d.Info.Name, d.StorageTextureNote)
 	}
 	src, err := Expand(k.Source, k.Subs)
 	if err != nil {

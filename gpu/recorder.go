@@ -193,6 +193,22 @@ func (r *Recorder) Clear(b *Buffer, off, size uint64) error {
 	return nil
 }
 
+// Discard drops what was recorded and not yet submitted, releasing its
+// encoder; use it when a recording is abandoned after an error, instead of
+// Flush. The recorder stays usable.
+func (r *Recorder) Discard() {
+	if r.enc == nil {
+		return
+	}
+	if r.pass != nil {
+		_ = r.pass.End() // an error here only describes the abandoned work
+		r.pass.Release()
+		r.pass = nil
+	}
+	r.enc.Release()
+	r.enc, r.n, r.work, r.names = nil, 0, 0, nil
+}
+
 // Flush submits everything recorded and waits until the device finishes it.
 func (r *Recorder) Flush() error {
 	if r.enc == nil {

@@ -99,10 +99,13 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   }
 }`}
 	if !d.StorageTextureRead {
+		require.NotEmpty(t, d.StorageTextureNote, "a device without storage textures says why")
 		_, err := d.Pipeline(k)
 		require.ErrorContains(t, err, "read-only storage textures are not available")
+		require.ErrorContains(t, err, d.StorageTextureNote)
 		return
 	}
+	require.Empty(t, d.StorageTextureNote)
 	const w, h = 5, 3 // 5 texels do not fill a workgroup of 8
 	src := make([]float32, 64*h)
 	for i := range src {
