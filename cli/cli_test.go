@@ -108,6 +108,8 @@ func TestMatmulFlag(t *testing.T) {
 	}{
 		{nil, []string{"--matmul", "simple"}, "matmul: simple path (set)"},
 		{[]string{"STEP_GPU_MATMUL=texture"}, nil, "matmul: texture path (set)"},
+		{[]string{"STEP_GPU_MATMUL=storage-texture"}, nil, "matmul: storage-texture path (set)"},
+		{nil, []string{"--matmul", "auto"}, "path (probe 512^3 NT: "},
 	} {
 		args := append(c.args, "bench", "--m", "64", "--n", "64", "--k", "64", "--op", "matmul", "--reps", "1")
 		out, errOut, code := runBin(t, c.env, args...)
@@ -118,6 +120,9 @@ func TestMatmulFlag(t *testing.T) {
 	_, errOut, code := runBin(t, nil, "--matmul", "fastest", "devices")
 	require.Equal(t, 2, code)
 	require.Contains(t, errOut, "--matmul")
+	_, errOut, code = runBin(t, []string{"STEP_GPU_MATMUL=fastest"}, "devices")
+	require.Equal(t, 2, code)
+	require.Contains(t, errOut, "fastest")
 }
 
 func TestUnknownPreset(t *testing.T) {

@@ -44,12 +44,13 @@ var (
 		[]gpu.BindKind{gpu.BindUniform, gpu.BindReadWrite, gpu.BindRead, gpu.BindRead}, map[string]string{})
 )
 
-// matmulCPUBudgets is how many submit budgets one matmul dispatch may hold
-// on a CPU adapter. The budget is sized for the slowest kernels there (about
-// 1.5 GFLOP/s: a second); the texture-fed matmul runs 20 times faster, so 6
-// budgets stay near 0.3 s, and splitting a 1024^3 product into two
-// dispatches measured 3-14% slower than one dispatch (each layout,
-// alternating in one process, lavapipe, 2026-11-28).
+// matmulCPUBudgets is how many submit budgets one dispatch of the texture
+// kernels may hold on a CPU adapter (matmulTexBudgets). The budget is sized
+// for the slowest kernels there (about 1.5 GFLOP/s: a second); the
+// texture-fed matmul runs 20 times faster, so 6 budgets stay near 0.3 s
+// (the simple kernel, 3-5x slower, keeps one), and splitting a 1024^3
+// product into two dispatches measured 3-14% slower than one dispatch (each
+// layout, alternating in one process, lavapipe, 2026-11-28).
 const matmulCPUBudgets = 6
 
 // Test hooks: a non-zero matmulBindingCap lowers the storage-binding limit and
@@ -155,15 +156,12 @@ func (op *matmulOp) fitsBinding(d *gpu.Device, buf *gpu.Buffer, span int) bool {
 // matmulKChunk and the whole of M and N, shrunk while a constraint fails by
 // halving the dimension that constraint depends on most (rows and columns
 // in multiples of the path's tile tm x tn while above it): the block's work
-// (at most the device's submit budget, matmulCPUBudgets of them on a CPU
-// adapter, so a dispatch stays well under a second), each operand's
-// binding, and the path's own limits, which extra checks, returning the
-// dimension to shrink (0 rows, 1 columns, 2 K) or -1 when the block fits.
-func (op *matmulOp) plan(d *gpu.Device, tm, tn int, extra func(bm, bn, bk int) int) (matmulBlock, error) {
-	maxFLOPs := d.SubmitBudget
-	if d.IsCPU() {
-		maxFLOPs *= matmulCPUBudgets
-	}
+// (at most budgets times the device's submit budget, so a dispatch stays
+// well under a second), each operand's binding, and the path's own limits,
+// which extra checks, returning the dimension to shrink (0 rows, 1 columns,
+// 2 K) or -1 when the block fits.
+func (op *matmulOp) plan(d *gpu.Device, tm, tn int, budgets float64, extra func(bm, bn, bk int) int) (matmulBlock, error) {
+	maxFLOPs := d.SubmitBudget * budgets
 	if matmulBlockFLOPs > 0 {
 		maxFLOPs = matmulBlockFLOPs
 	}
@@ -263,7 +261,7 @@ func matmulSimple(r *gpu.Recorder, op *matmulOp) error {
 		return err
 	}
 	lim := int(d.Limits.MaxComputeWorkgroupsPerDimension) * matmulTile
-	size, err := op.plan(d, matmulTile, matmulTile, func(bm, bn, _ int) int {
+	size, err := op.plan(d, matmulTile, matmulTile, 1, func(bm, bn, _ int) int {
 		switch {
 		case bm > lim:
 			return 0

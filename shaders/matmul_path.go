@@ -55,6 +55,15 @@ func ParseMatmulPath(s string) (MatmulPath, error) {
 // textured says whether the path runs the texture-fed kernels.
 func (p MatmulPath) textured() bool { return p == MatmulTexture || p == MatmulStorageTexture }
 
+// matmulTexSet indexes the per-device texture kernel state ([2] arrays of
+// matmulState and matmulTexKernels): 0 sampled, 1 read-only storage.
+func matmulTexSet(storage bool) int {
+	if storage {
+		return 1
+	}
+	return 0
+}
+
 // matmulOn records the product with the kernels of a path (not MatmulAuto).
 func matmulOn(r *gpu.Recorder, op *matmulOp, p MatmulPath) error {
 	if p.textured() {
@@ -144,7 +153,16 @@ func matmulPathFor(d *gpu.Device) (MatmulPath, error) {
 			return 0, err
 		}
 		if err := matmulTexWarm(d, p); err != nil {
-			return 0, err
+			if p != MatmulStorageTexture {
+				return 0, err
+			}
+			// The storage textures passed the probe but not every kernel
+			// ran: the sampled kernels are the same tiles, so use them.
+			first, _, _ := strings.Cut(err.Error(), "\n")
+			p, probe = MatmulTexture, probe+fmt.Sprintf("; storage-texture warm-up failed (%s)", first)
+			if err := matmulTexWarm(d, p); err != nil {
+				return 0, err
+			}
 		}
 		s.chosen, s.probe = p, probe
 	}
@@ -159,11 +177,14 @@ func matmulPathFor(d *gpu.Device) (MatmulPath, error) {
 // shader cache.
 func matmulTexWarm(d *gpu.Device, p MatmulPath) error {
 	s := matmulStateOf(d)
-	set := 0
-	if p == MatmulStorageTexture {
-		set = 1
+	set := matmulTexSet(p == MatmulStorageTexture)
+	if !p.textured() {
+		return nil
 	}
-	if !p.textured() || s.warm[set] {
+	if err := matmulWarmFail[p]; err != nil {
+		return fmt.Errorf("matmul warm-up: %w", err)
+	}
+	if s.warm[set] {
 		return nil
 	}
 	var bufs []*gpu.Buffer
@@ -201,6 +222,23 @@ func matmulTexWarm(d *gpu.Device, p MatmulPath) error {
 	}
 	s.warm[set] = true
 	return nil
+}
+
+// matmulProbeFail and matmulWarmFail, when set, make the probe's runs or
+// the warm-up of a path fail with their error, so tests can check the
+// fallbacks where a device advertises read-only storage textures it cannot
+// run.
+var matmulProbeFail, matmulWarmFail = map[MatmulPath]error{}, map[MatmulPath]error{}
+
+// matmulProbeRun records and submits one probe product on a path.
+func matmulProbeRun(r *gpu.Recorder, op *matmulOp, path MatmulPath) error {
+	if err := matmulProbeFail[path]; err != nil {
+		return err
+	}
+	if err := matmulOn(r, op, path); err != nil {
+		return err
+	}
+	return r.Flush()
 }
 
 // matmulProbe is the product timed to choose a path: tens of ms on
@@ -265,12 +303,11 @@ func matmulMeasure(d *gpu.Device) (MatmulPath, string, error) {
 			}
 			r := d.NewRecorder()
 			start := time.Now()
-			err = matmulOn(r, op, path)
-			if err == nil {
-				err = r.Flush()
-			}
+			err = matmulProbeRun(r, op, path)
 			if err != nil && path == MatmulStorageTexture {
+				r.Discard()
 				failed[path] = err
+				delete(best, path)
 				continue
 			}
 			if err != nil {
@@ -284,7 +321,9 @@ func matmulMeasure(d *gpu.Device) (MatmulPath, string, error) {
 	probe := fmt.Sprintf("probe %d^3 NT:", n)
 	for _, path := range paths {
 		if err := failed[path]; err != nil {
-			probe += fmt.Sprintf(" %v failed (%v),", path, err)
+			// wgpu's validation errors run to many lines; the first says what.
+			first, _, _ := strings.Cut(err.Error(), "\n")
+			probe += fmt.Sprintf(" %v failed (%s),", path, first)
 		} else {
 			probe += fmt.Sprintf(" %v %.2f ms,", path, best[path].Seconds()*1e3)
 		}

@@ -1,6 +1,7 @@
 package shaders
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -150,7 +151,7 @@ func TestMatmulSplit(t *testing.T) {
 	for _, layout := range matmulLayouts {
 		op, err := newMatmulOp(out, a, b, 130, 45, 101, layout, false)
 		require.NoError(t, err)
-		size, err := op.plan(d, matmulTile, matmulTile, nil)
+		size, err := op.plan(d, matmulTile, matmulTile, 1, nil)
 		require.NoError(t, err)
 		split[0] = split[0] || size.bm < 130
 		split[1] = split[1] || size.bn < 45
@@ -220,6 +221,7 @@ func TestMatmulAutoPath(t *testing.T) {
 	require.Contains(t, report, " simple ")
 	if d.StorageTextureRead {
 		require.Contains(t, report, " storage-texture ")
+		require.NotContains(t, report, "failed", "read-only storage textures are offered, so they must run")
 	}
 	if d.IsCPU() {
 		// lavapipe's texture paths measured 4-7x faster at the probe size;
@@ -228,6 +230,43 @@ func TestMatmulAutoPath(t *testing.T) {
 	}
 	SetMatmulPath(d, MatmulSimple)
 	require.Equal(t, "matmul: simple path (set)", MatmulReport(d))
+}
+
+// TestMatmulProbeFallback makes the storage-texture path fail, in the probe
+// and then in the warm-up of the chosen path, as it would on a device that
+// advertises read-only storage textures it cannot bind, and checks that
+// the sampled texture path is used instead and that the report keeps only
+// the first line of the error.
+func TestMatmulProbeFallback(t *testing.T) {
+	d := gputest.Device(t)
+	if !d.StorageTextureRead || !d.IsCPU() {
+		t.Skip("needs read-only storage textures and a device where the texture path wins (lavapipe)")
+	}
+	matmulPin(t, d, MatmulAuto)
+	s := matmulStateOf(d)
+	t.Cleanup(func() {
+		clear(matmulProbeFail)
+		clear(matmulWarmFail)
+		s.chosen, s.probe = MatmulAuto, ""
+	})
+	fault := errors.New("storage texture unbindable\nwgpu detail on a second line")
+
+	s.chosen = MatmulAuto
+	matmulProbeFail[MatmulStorageTexture] = fault
+	p, err := MatmulPathOf(d)
+	require.NoError(t, err)
+	require.Equal(t, MatmulTexture, p)
+	report := MatmulReport(d)
+	require.Contains(t, report, "storage-texture failed (storage texture unbindable)")
+	require.NotContains(t, report, "second line")
+
+	clear(matmulProbeFail)
+	s.chosen = MatmulAuto
+	matmulWarmFail[MatmulStorageTexture] = fault
+	p, err = MatmulPathOf(d)
+	require.NoError(t, err)
+	require.Equal(t, MatmulTexture, p, MatmulReport(d))
+	t.Log(MatmulReport(d))
 }
 
 // matmulBenchShapes are the speed targets, M x N x K.

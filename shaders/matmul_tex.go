@@ -88,12 +88,11 @@ func matmulTexKernelSet(storage bool) []gpu.Kernel {
 // after it (its pipelines, errors and profile lines say which variant ran,
 // and "+storage" marks the read-only storage texture binding).
 func matmulTexKernel(variant string, bind []gpu.BindKind, storage bool) gpu.Kernel {
-	k := kernel("matmul_tex", "tiled", bind, matmulTexSubs(variant, matmulTexTM, matmulTexTN4, matmulTexWX, matmulTexWY, storage))
-	k.Name = "matmul_tex/" + variant
+	name := "matmul_tex/" + variant
 	if storage {
-		k.Name += "+storage"
+		name += "+storage"
 	}
-	return k
+	return kernelNamed(name, "matmul_tex", "tiled", bind, matmulTexSubs(variant, matmulTexTM, matmulTexTN4, matmulTexWX, matmulTexWY, storage))
 }
 
 // matmulTexDirectA lets the texture path read row-major op(A) blocks
@@ -210,23 +209,33 @@ func matmulTexSubs(variant string, tm, tn4, wx, wy int, storage bool) map[string
 // of a CPU's L1 cache, which holds 8: NT on lavapipe ran at 40.9 GFLOP/s
 // unpadded against 54.0 padded at 1024^3, 42.8 against 51.9 at 4096 x 512 x
 // 2048, TN 5-7% faster, NN 1-2% (storage textures, alternating in one
-// process, 2026-11-28; sampled textures: NT 32.5 against 36.0). Widths stay
-// never a power of two, so llvmpipe's specialisation on power-of-two sizes
-// (below) still sees one kind per role.
+// process, 2026-11-28; sampled textures: NT 32.5 against 36.0). Widths are
+// therefore never powers of two (matmulTexSize), so llvmpipe's
+// specialisation on power-of-two sizes sees one kind per role.
 const matmulTexPadX = 4
 
+// matmulTexSize rounds a packing texture's size up so that nearby shapes
+// share textures and every texture of a role has one kind of size: llvmpipe
+// specialises a kernel's texture reads on whether each dimension is a power
+// of two and recompiles the whole kernel (seconds, inside a submission)
+// when that changes. Heights become powers of two (at least 64, at most
+// lim); widths a power of two (at least 64) plus matmulTexPadX, or lim -
+// matmulTexPadX where that would pass the limit (lim is a power of two on
+// every device, so neither is one). The plan keeps widths within lim -
+// matmulTexPadX. The padding is scratch memory only.
+func matmulTexSize(w, h, lim int) (int, int) {
+	w = nextPow2(max(w, 64)) + matmulTexPadX
+	if w > lim {
+		w = lim - matmulTexPadX
+	}
+	return w, min(nextPow2(max(h, 64)), lim)
+}
+
 // texture returns the cached packing texture for a role ("a", "at", "b" or
-// "bt") of at least w x h texels, allocating it on first use. Sizes are rounded up to
-// 64 texels (within the device limit) so that nearby shapes share textures.
+// "bt") of at least w x h texels, allocating it on first use at
+// matmulTexSize.
 func (s *matmulState) texture(d *gpu.Device, role string, w, h int) (*gpu.Texture, error) {
-	lim := int(d.Limits.MaxTextureDimension2D)
-	// One kind of size per dimension: llvmpipe specialises a kernel's
-	// texture sampling on whether each dimension is a power of two and
-	// recompiles the whole kernel (seconds, inside a submission) when that
-	// changes, so heights are powers of two and widths a power of two plus
-	// matmulTexPadX. Rounding up also makes the size cache hit more often;
-	// the padding is scratch memory only.
-	w, h = min(nextPow2(max(w, 64))+matmulTexPadX, lim), min(nextPow2(max(h, 64)), lim)
+	w, h = matmulTexSize(w, h, int(d.Limits.MaxTextureDimension2D))
 	key := matmulTexKey{role, uint32(w), uint32(h)}
 	if t, ok := s.tex[key]; ok {
 		return t, nil
@@ -253,10 +262,7 @@ func (s *matmulState) texture(d *gpu.Device, role string, w, h int) (*gpu.Textur
 func matmulTexture(r *gpu.Recorder, op *matmulOp, storage bool) error {
 	d := r.Device()
 	s := matmulStateOf(d)
-	set := 0
-	if storage {
-		set = 1
-	}
+	set := matmulTexSet(storage)
 	if s.pipes[set] == nil {
 		// Resolved once per device: a pipeline-cache key spells out the
 		// generated tile bodies (tens of KB), too much to rebuild per product.
@@ -275,12 +281,14 @@ func matmulTexture(r *gpu.Recorder, op *matmulOp, storage bool) error {
 	const tmWG, tnWG = matmulTexTM * matmulTexWY, 4 * matmulTexTN4 * matmulTexWX
 	lim := int(d.Limits.MaxTextureDimension2D)
 	wgLim := int(d.Limits.MaxComputeWorkgroupsPerDimension)
-	size, err := op.plan(d, tmWG, tnWG, func(bm, bn, bk int) int {
+	size, err := op.plan(d, tmWG, tnWG, matmulTexBudgets(d), func(bm, bn, bk int) int {
 		bmPad, bnPad := roundUp(bm, tmWG), roundUp(bn, tnWG)
 		switch {
 		case bmPad > lim || bmPad/tmWG > wgLim:
 			return 0
-		case bnPad/4 > lim || bnPad/tnWG > wgLim:
+		case bnPad/4 > lim-matmulTexPadX || bnPad/tnWG > wgLim:
+			// op(B)'s tb width (every other width is at most a quarter
+			// of a height checked here).
 			return 1
 		case roundUp(bk, 4) > lim:
 			return 2
@@ -384,6 +392,16 @@ func matmulTexture(r *gpu.Recorder, op *matmulOp, storage bool) error {
 		}
 	}
 	return nil
+}
+
+// matmulTexBudgets is how many submit budgets one dispatch of the texture
+// kernels may hold on d: matmulCPUBudgets on a CPU adapter (where it was
+// measured), else one.
+func matmulTexBudgets(d *gpu.Device) float64 {
+	if d.IsCPU() {
+		return matmulCPUBudgets
+	}
+	return 1
 }
 
 // nextPow2 returns the smallest power of two >= n (n >= 1).

@@ -23,3 +23,15 @@ func TestCompileAll(t *testing.T) {
 	d := gputest.Device(t)
 	require.NoError(t, CompileAll(d))
 }
+
+// TestKernelNamesUnique fails when two declared kernels share a name, so a
+// pipeline, an error or a profile line always says which kernel it was.
+func TestKernelNamesUnique(t *testing.T) {
+	seen := map[string]bool{}
+	for _, f := range families {
+		for _, k := range f.kernels {
+			require.Falsef(t, seen[k.Name], "kernel name %s declared twice", k.Name)
+			seen[k.Name] = true
+		}
+	}
+}
