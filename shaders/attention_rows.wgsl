@@ -10,6 +10,12 @@
 // its accumulators in registers: each loaded vec4 feeds 4 dot products or
 // 4 FMAs.
 //
+// The inputs are read through load functions the Go owner generates (see
+// the inputs section below): from storage buffers, or from read-only storage
+// textures, whose loads cost about a quarter of a buffer's on lavapipe; the
+// variant's inner loops are load-bound there, so the texture kernels ran
+// forward+backward about 1.9x faster (attention_rows.go).
+//
 // Accumulators are private arrays indexed only inside loops of constant trip
 // count CH, which the compiler unrolls into registers; dynamic indexing of a
 // private array makes lavapipe's compile time explode, and live vec4s cost
@@ -56,12 +62,13 @@ const WG: u32 = 8u;
 @group(0) @binding(1) var<storage, read_write> dq: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read_write> dk: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> lse_in: array<f32>;
-// inputs of all three
-@group(0) @binding(3) var<storage, read> q: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read> k: array<vec4<f32>>;
-@group(0) @binding(5) var<storage, read> v: array<vec4<f32>>;
-@group(0) @binding(6) var<storage, read> dout: array<vec4<f32>>;
-@group(0) @binding(7) var<storage, read> o_in: array<vec4<f32>>;
+// Inputs of all three, q (3), k (4), v (5), dout (6) and out (7, read by
+// backward_q and row_stats), with their loads ld_q .. ld_o(h, c): element c
+// of the vec4 columns of the head hx .. hx+HS4-1 of row handle h (rows4).
+// Bound as storage buffers, or as read-only storage textures holding
+// (B*T) x (C/4) texels, whose loads cost a quarter of a buffer's on
+// lavapipe (docs/PLATFORM.md); the Go owner generates one or the other.
+{{INPUTS}}
 // row_stats writes D (flat (B, NH, T)) through binding 1; backward_kv reads
 // it through binding 7.
 @group(0) @binding(1) var<storage, read_write> dstat: array<f32>;
@@ -84,14 +91,28 @@ fn item(wid: vec3<u32>, li: u32) -> Item {
   return Item(i < p.nbh * p.nblk, vbh / p.NC, vbh % p.NC, p.blk0 + i / p.nbh);
 }
 
-// rows4 returns the vec4 index of element 0 of pair bh's slice of rows
-// t0 .. t0+3, each clamped to T-1 so that a row past the end reads a valid
-// row (whose results are masked or not stored).
+// hx is the first vec4 column of the invocation's head, (bh % NH) * HS4;
+// every entry point sets it (setHead) before it computes a row handle.
+var<private> hx: u32;
+
+fn setHead(bh: u32) {
+  hx = (bh % p.NH) * p.HS4;
+}
+
+// rows4 returns the row handles of pair bh's rows t0 .. t0+3, each clamped
+// to T-1 so that a row past the end reads a valid row (whose results are
+// masked or not stored). A handle is what the loads take: with buffers the
+// vec4 index of the head's element 0 in the row, with textures the row.
 fn rows4(bh: u32, t0: u32) -> vec4<u32> {
-  let C4 = p.NH * p.HS4;
-  let base = (bh / p.NH) * p.T * C4 + (bh % p.NH) * p.HS4;
   let t = min(vec4<u32>(t0, t0 + 1u, t0 + 2u, t0 + 3u), vec4<u32>(p.T - 1u));
-  return vec4<u32>(base) + t * C4;
+  let y = vec4<u32>((bh / p.NH) * p.T) + t;
+  {{ROWS}}
+}
+
+// flat returns the vec4 index of the head's element 0 in the row of handle
+// h, where the outputs (always buffers) are stored.
+fn flat(h: u32) -> u32 {
+  {{FLAT}}
 }
 
 // col returns column x of chunk cc, clamped to HS4-1 so that the columns of
@@ -105,14 +126,14 @@ fn col(cc: u32, x: u32) -> u32 {
 fn qk4(ra: vec4<u32>, rb: vec4<u32>) -> mat4x4<f32> {
   var s = mat4x4<f32>();
   for (var c = 0u; c < p.HS4; c++) {
-    let a0 = q[ra.x + c];
-    let a1 = q[ra.y + c];
-    let a2 = q[ra.z + c];
-    let a3 = q[ra.w + c];
-    let b0 = k[rb.x + c];
-    let b1 = k[rb.y + c];
-    let b2 = k[rb.z + c];
-    let b3 = k[rb.w + c];
+    let a0 = ld_q(ra.x, c);
+    let a1 = ld_q(ra.y, c);
+    let a2 = ld_q(ra.z, c);
+    let a3 = ld_q(ra.w, c);
+    let b0 = ld_k(rb.x, c);
+    let b1 = ld_k(rb.y, c);
+    let b2 = ld_k(rb.z, c);
+    let b3 = ld_k(rb.w, c);
     s[0] += vec4<f32>(dot(a0, b0), dot(a1, b0), dot(a2, b0), dot(a3, b0));
     s[1] += vec4<f32>(dot(a0, b1), dot(a1, b1), dot(a2, b1), dot(a3, b1));
     s[2] += vec4<f32>(dot(a0, b2), dot(a1, b2), dot(a2, b2), dot(a3, b2));
@@ -125,14 +146,14 @@ fn qk4(ra: vec4<u32>, rb: vec4<u32>) -> mat4x4<f32> {
 fn dv4(ra: vec4<u32>, rb: vec4<u32>) -> mat4x4<f32> {
   var s = mat4x4<f32>();
   for (var c = 0u; c < p.HS4; c++) {
-    let a0 = dout[ra.x + c];
-    let a1 = dout[ra.y + c];
-    let a2 = dout[ra.z + c];
-    let a3 = dout[ra.w + c];
-    let b0 = v[rb.x + c];
-    let b1 = v[rb.y + c];
-    let b2 = v[rb.z + c];
-    let b3 = v[rb.w + c];
+    let a0 = ld_dout(ra.x, c);
+    let a1 = ld_dout(ra.y, c);
+    let a2 = ld_dout(ra.z, c);
+    let a3 = ld_dout(ra.w, c);
+    let b0 = ld_v(rb.x, c);
+    let b1 = ld_v(rb.y, c);
+    let b2 = ld_v(rb.z, c);
+    let b3 = ld_v(rb.w, c);
     s[0] += vec4<f32>(dot(a0, b0), dot(a1, b0), dot(a2, b0), dot(a3, b0));
     s[1] += vec4<f32>(dot(a0, b1), dot(a1, b1), dot(a2, b1), dot(a3, b1));
     s[2] += vec4<f32>(dot(a0, b2), dot(a1, b2), dot(a2, b2), dot(a3, b2));
@@ -145,8 +166,8 @@ fn dv4(ra: vec4<u32>, rb: vec4<u32>) -> mat4x4<f32> {
 fn rowdot4(r: vec4<u32>) -> vec4<f32> {
   var D = vec4<f32>(0.0);
   for (var c = 0u; c < p.HS4; c++) {
-    D += vec4<f32>(dot(dout[r.x + c], o_in[r.x + c]), dot(dout[r.y + c], o_in[r.y + c]),
-                   dot(dout[r.z + c], o_in[r.z + c]), dot(dout[r.w + c], o_in[r.w + c]));
+    D += vec4<f32>(dot(ld_dout(r.x, c), ld_o(r.x, c)), dot(ld_dout(r.y, c), ld_o(r.y, c)),
+                   dot(ld_dout(r.z, c), ld_o(r.z, c)), dot(ld_dout(r.w, c), ld_o(r.w, c)));
   }
   return D;
 }
@@ -161,6 +182,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
   if (!it.ok) {
     return;
   }
+  setHead(it.bh);
   let t0 = 4u * it.blk;
   let qr = rows4(it.bh, t0);
   let t = vec4<u32>(t0, t0 + 1u, t0 + 2u, t0 + 3u);
@@ -194,10 +216,10 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
     m = mn;
     for (var x = 0u; x < CH; x++) {
       let c = col(it.cc, x);
-      let w0 = v[kr.x + c];
-      let w1 = v[kr.y + c];
-      let w2 = v[kr.z + c];
-      let w3 = v[kr.w + c];
+      let w0 = ld_v(kr.x, c);
+      let w1 = ld_v(kr.y, c);
+      let w2 = ld_v(kr.z, c);
+      let w3 = ld_v(kr.w, c);
       o[x] = o[x] * alpha.x + p0.x * w0 + p1.x * w1 + p2.x * w2 + p3.x * w3;
       o[CH + x] = o[CH + x] * alpha.y + p0.y * w0 + p1.y * w1 + p2.y * w2 + p3.y * w3;
       o[2u * CH + x] = o[2u * CH + x] * alpha.z + p0.z * w0 + p1.z * w1 + p2.z * w2 + p3.z * w3;
@@ -211,16 +233,16 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
     let c = it.cc * CH + x;
     if (c < p.HS4) {
       if (ok.x) {
-        out[qr.x + c] = o[x] * inv.x;
+        out[flat(qr.x) + c] = o[x] * inv.x;
       }
       if (ok.y) {
-        out[qr.y + c] = o[CH + x] * inv.y;
+        out[flat(qr.y) + c] = o[CH + x] * inv.y;
       }
       if (ok.z) {
-        out[qr.z + c] = o[2u * CH + x] * inv.z;
+        out[flat(qr.z) + c] = o[2u * CH + x] * inv.z;
       }
       if (ok.w) {
-        out[qr.w + c] = o[3u * CH + x] * inv.w;
+        out[flat(qr.w) + c] = o[3u * CH + x] * inv.w;
       }
     }
   }
@@ -244,6 +266,7 @@ fn backward_q(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
   if (!it.ok) {
     return;
   }
+  setHead(it.bh);
   let t0 = 4u * it.blk;
   let qr = rows4(it.bh, t0);
   let t = vec4<u32>(t0, t0 + 1u, t0 + 2u, t0 + 3u);
@@ -268,10 +291,10 @@ fn backward_q(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
     let ds3 = select(z, exp(min(s[3] * p.scale - L, z)) * (e[3] - D), vec4<u32>(j0 + 3u) <= t);
     for (var x = 0u; x < CH; x++) {
       let c = col(it.cc, x);
-      let k0 = k[kr.x + c];
-      let k1 = k[kr.y + c];
-      let k2 = k[kr.z + c];
-      let k3 = k[kr.w + c];
+      let k0 = ld_k(kr.x, c);
+      let k1 = ld_k(kr.y, c);
+      let k2 = ld_k(kr.z, c);
+      let k3 = ld_k(kr.w, c);
       g[x] += ds0.x * k0 + ds1.x * k1 + ds2.x * k2 + ds3.x * k3;
       g[CH + x] += ds0.y * k0 + ds1.y * k1 + ds2.y * k2 + ds3.y * k3;
       g[2u * CH + x] += ds0.z * k0 + ds1.z * k1 + ds2.z * k2 + ds3.z * k3;
@@ -283,16 +306,16 @@ fn backward_q(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
     let c = it.cc * CH + x;
     if (c < p.HS4) {
       if (ok.x) {
-        dq[qr.x + c] = g[x] * p.scale;
+        dq[flat(qr.x) + c] = g[x] * p.scale;
       }
       if (ok.y) {
-        dq[qr.y + c] = g[CH + x] * p.scale;
+        dq[flat(qr.y) + c] = g[CH + x] * p.scale;
       }
       if (ok.z) {
-        dq[qr.z + c] = g[2u * CH + x] * p.scale;
+        dq[flat(qr.z) + c] = g[2u * CH + x] * p.scale;
       }
       if (ok.w) {
-        dq[qr.w + c] = g[3u * CH + x] * p.scale;
+        dq[flat(qr.w) + c] = g[3u * CH + x] * p.scale;
       }
     }
   }
@@ -309,10 +332,11 @@ fn row_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
   }
   let bh = p.bh0 + i / p.T;
   let t = i % p.T;
+  setHead(bh);
   let r = rows4(bh, t).x;
   var D = 0.0;
   for (var c = 0u; c < p.HS4; c++) {
-    D += dot(dout[r + c], o_in[r + c]);
+    D += dot(ld_dout(r, c), ld_o(r, c));
   }
   dstat[bh * p.T + t] = D;
 }
@@ -329,6 +353,7 @@ fn backward_kv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
   if (!it.ok) {
     return;
   }
+  setHead(it.bh);
   let j0 = 4u * it.blk;
   let kr = rows4(it.bh, j0);
   let j = vec4<u32>(j0, j0 + 1u, j0 + 2u, j0 + 3u);
@@ -359,18 +384,18 @@ fn backward_kv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     let ds3 = p3 * (e[3] - d_in[lr + tc.w]);
     for (var x = 0u; x < CH; x++) {
       let c = col(it.cc, x);
-      let q0 = q[qr.x + c];
-      let q1 = q[qr.y + c];
-      let q2 = q[qr.z + c];
-      let q3 = q[qr.w + c];
+      let q0 = ld_q(qr.x, c);
+      let q1 = ld_q(qr.y, c);
+      let q2 = ld_q(qr.z, c);
+      let q3 = ld_q(qr.w, c);
       gk[x] += ds0.x * q0 + ds1.x * q1 + ds2.x * q2 + ds3.x * q3;
       gk[CH + x] += ds0.y * q0 + ds1.y * q1 + ds2.y * q2 + ds3.y * q3;
       gk[2u * CH + x] += ds0.z * q0 + ds1.z * q1 + ds2.z * q2 + ds3.z * q3;
       gk[3u * CH + x] += ds0.w * q0 + ds1.w * q1 + ds2.w * q2 + ds3.w * q3;
-      let d0 = dout[qr.x + c];
-      let d1 = dout[qr.y + c];
-      let d2 = dout[qr.z + c];
-      let d3 = dout[qr.w + c];
+      let d0 = ld_dout(qr.x, c);
+      let d1 = ld_dout(qr.y, c);
+      let d2 = ld_dout(qr.z, c);
+      let d3 = ld_dout(qr.w, c);
       gv[x] += p0.x * d0 + p1.x * d1 + p2.x * d2 + p3.x * d3;
       gv[CH + x] += p0.y * d0 + p1.y * d1 + p2.y * d2 + p3.y * d3;
       gv[2u * CH + x] += p0.z * d0 + p1.z * d1 + p2.z * d2 + p3.z * d3;
@@ -382,20 +407,20 @@ fn backward_kv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     let c = it.cc * CH + x;
     if (c < p.HS4) {
       if (ok.x) {
-        dk[kr.x + c] = gk[x] * p.scale;
-        dv[kr.x + c] = gv[x];
+        dk[flat(kr.x) + c] = gk[x] * p.scale;
+        dv[flat(kr.x) + c] = gv[x];
       }
       if (ok.y) {
-        dk[kr.y + c] = gk[CH + x] * p.scale;
-        dv[kr.y + c] = gv[CH + x];
+        dk[flat(kr.y) + c] = gk[CH + x] * p.scale;
+        dv[flat(kr.y) + c] = gv[CH + x];
       }
       if (ok.z) {
-        dk[kr.z + c] = gk[2u * CH + x] * p.scale;
-        dv[kr.z + c] = gv[2u * CH + x];
+        dk[flat(kr.z) + c] = gk[2u * CH + x] * p.scale;
+        dv[flat(kr.z) + c] = gv[2u * CH + x];
       }
       if (ok.w) {
-        dk[kr.w + c] = gk[3u * CH + x] * p.scale;
-        dv[kr.w + c] = gv[3u * CH + x];
+        dk[flat(kr.w) + c] = gk[3u * CH + x] * p.scale;
+        dv[flat(kr.w) + c] = gv[3u * CH + x];
       }
     }
   }

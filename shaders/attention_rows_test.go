@@ -1,6 +1,7 @@
 package shaders
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
 
@@ -62,9 +63,22 @@ func attnRun(t *testing.T, d *gpu.Device, s attnShape, rows bool, q, k, v, g *gp
 		gputest.Read(t, dk, n), gputest.Read(t, dv, n)}, r.Dispatches
 }
 
-// TestAttentionRowsPinned pins the register-only variant to the tiled
-// kernels (the simple path) on hostile shapes, whatever the device would
-// choose, and checks the variant against the float64 reference too.
+// attnRowsModes are the ways the variant can read its inputs on d: storage
+// buffers, and read-only storage textures where d has them (lavapipe does,
+// so CI checks both).
+func attnRowsModes(d *gpu.Device) []bool {
+	if d.StorageTextureRead {
+		return []bool{false, true}
+	}
+	return []bool{false}
+}
+
+// TestAttentionRowsPinned pins the register-only variant, reading its
+// inputs from buffers and from textures, to the tiled kernels (the simple
+// path) on hostile shapes, whatever the device would choose, and checks
+// the variant against the float64 reference too. The textures are copied
+// where C is a multiple of 64 and B*T of 4 (HS 64 with NH 2, HS 128) and
+// packed by the kernel otherwise.
 func TestAttentionRowsPinned(t *testing.T) {
 	d := gputest.Device(t)
 	rng := rand.New(rand.NewPCG(41, 42))
@@ -74,17 +88,22 @@ func TestAttentionRowsPinned(t *testing.T) {
 			qh, kh, vh, gh := randVec(rng, n, 2), randVec(rng, n, 2), randVec(rng, n, 1), randVec(rng, n, 1)
 			q, k, v, g := gputest.Upload(t, d, "q", qh), gputest.Upload(t, d, "k", kh), gputest.Upload(t, d, "v", vh),
 				gputest.Upload(t, d, "dout", gh)
-			fast, _ := attnRun(t, d, s, true, q, k, v, g)
 			simple, _ := attnRun(t, d, s, false, q, k, v, g)
 			wo, wl := ref.AttentionForward(tol.F64(qh), tol.F64(kh), tol.F64(vh), s.B, s.T, s.NH, s.HS)
 			wdq, wdk, wdv := ref.AttentionBackward(tol.F64(gh), tol.F64(qh), tol.F64(kh), tol.F64(vh), s.B, s.T, s.NH, s.HS)
 			want := [5][]float64{wo, wl, wdq, wdk, wdv}
-			for i, name := range attnOutputs {
-				if attnVerbose {
-					t.Logf("%s %s: %s", s, name, tol.Compare(fast[i], tol.F64(simple[i]), tol.Tol{}))
+			for _, tex := range attnRowsModes(d) {
+				attnRowsTextures = tex
+				fast, _ := attnRun(t, d, s, true, q, k, v, g)
+				attnRowsTextures = true
+				mode := fmt.Sprintf("%s rows(textures=%v)", s, tex)
+				for i, name := range attnOutputs {
+					if attnVerbose {
+						t.Logf("%s %s: %s", mode, name, tol.Compare(fast[i], tol.F64(simple[i]), tol.Tol{}))
+					}
+					tol.Check(t, mode+" vs tiled "+name, fast[i], tol.F64(simple[i]), attnRowsPinTol)
+					tol.Check(t, mode+" "+name, fast[i], want[i], attnOutputTol(i))
 				}
-				tol.Check(t, s.String()+" rows vs tiled "+name, fast[i], tol.F64(simple[i]), attnRowsPinTol)
-				tol.Check(t, s.String()+" rows "+name, fast[i], want[i], attnOutputTol(i))
 			}
 		})
 	}
@@ -141,4 +160,20 @@ func TestAttentionRowsChoice(t *testing.T) {
 		{64, 128, false}} {
 		require.Equal(t, c.rows && d.IsCPU(), attnUseRows(d, c.T, c.HS), "T=%d HS=%d", c.T, c.HS)
 	}
+}
+
+// TestAttentionRowsTexFits checks when the variant reads textures: only
+// where the device has read-only storage textures and B*T rows (as a power
+// of two) and C/4 columns fit the texture limit.
+func TestAttentionRowsTexFits(t *testing.T) {
+	d := gputest.Device(t)
+	lim := int(d.Limits.MaxTextureDimension2D)
+	has := d.StorageTextureRead
+	require.Equal(t, has, attnRowsTexFits(d, 8*256, 512))
+	require.Equal(t, has, attnRowsTexFits(d, lim, 512))
+	require.False(t, attnRowsTexFits(d, lim+1, 512), "rows past the limit")
+	require.False(t, attnRowsTexFits(d, 64, 4*lim), "columns past the limit")
+	attnRowsTextures = false
+	defer func() { attnRowsTextures = true }()
+	require.False(t, attnRowsTexFits(d, 64, 64), "switched off")
 }
