@@ -19,10 +19,11 @@ const (
 	CatActivations
 	CatLoRA
 	CatScratch
-	// CatCache holds kernel-internal caches whose size depends on the
-	// kernel path a device chose (matmul packing textures, RMSNorm partial
-	// sums, bind groups' uniform buffers), not on the model: memory plans
-	// report them apart.
+	// CatCache holds kernel-internal caches that exist, and are as large
+	// as they are, because of the kernel path a device chose (matmul
+	// packing textures, attention's input textures on CPU adapters, RMSNorm
+	// partial sums, bind groups' uniform buffers): memory plans report them
+	// apart.
 	CatCache
 	CatStaging
 	numCategories

@@ -194,8 +194,10 @@ func (r *Recorder) Clear(b *Buffer, off, size uint64) error {
 }
 
 // Discard drops what was recorded and not yet submitted, releasing its
-// encoder; use it when a recording is abandoned after an error, instead of
-// Flush. The recorder stays usable.
+// encoder, and takes its dispatches off Dispatches; use it when a recording
+// is abandoned after an error, instead of Flush. The recorder stays usable.
+// What earlier submissions (by the budget, or a pipeline's first use) ran
+// is not undone.
 func (r *Recorder) Discard() {
 	if r.enc == nil {
 		return
@@ -206,6 +208,7 @@ func (r *Recorder) Discard() {
 		r.pass = nil
 	}
 	r.enc.Release()
+	r.Dispatches -= r.n // they never ran
 	r.enc, r.n, r.work, r.names = nil, 0, 0, nil
 }
 

@@ -3,7 +3,8 @@ package gpu
 import "fmt"
 
 // storageTexProbe is the kernel probeStorageTextureRead runs: it copies one
-// texel of a read-only storage texture into a buffer.
+// texel of a read-only storage texture into a buffer. Tests replace it with
+// a kernel that reads the wrong texel to check the probe's failure branch.
 var storageTexProbe = Kernel{Name: "gpu/storage-texture-probe", Entry: "main",
 	Bindings: []BindKind{BindReadWrite, BindStorageTextureRead},
 	Source: `

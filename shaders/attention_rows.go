@@ -72,24 +72,30 @@ var (
 	attentionRowsSrc = own("attention_rows")
 	// Bindings as in attention.wgsl: 0 params, 1 out/dq/dk, 2 lse, 3 q,
 	// 4 k, 5 v, 6 dout, 7 out (read by backward_q and row_stats) or D (read
-	// by backward_kv), 8 dv (backward_kv). attnRowsKernels[0] reads the
-	// inputs from storage buffers, [1] from read-only storage textures
-	// (attnRowsTextures).
+	// by backward_kv), 8 dv (backward_kv). attnRowsKernels[0] reads q, k, v
+	// and dout from storage buffers, [1] from read-only storage textures
+	// (attnRowsTextures); out and D are always buffers.
 	attnRowsKernels = [2]attnRowsSet{attnRowsKernelSet(false), attnRowsKernelSet(true)}
 )
 
 // attnRowsSet is the variant's four kernels for one way of binding inputs.
 type attnRowsSet struct{ forward, backQ, stats, backKV gpu.Kernel }
 
-// attnRowsInputs are the variant's inputs: WGSL name, load function and
-// binding, in binding order.
+// attnRowsPipes is an attnRowsSet's pipelines at one column chunk.
+type attnRowsPipes struct{ forward, backQ, stats, backKV *gpu.Pipeline }
+
+// attnRowsInputs are the inputs that may be textures: WGSL name, load
+// function and binding, in binding order.
 var attnRowsInputs = []struct {
 	name, ld string
 	binding  int
-}{{"q", "ld_q", 3}, {"k", "ld_k", 4}, {"v", "ld_v", 5}, {"dout", "ld_dout", 6}, {"o_in", "ld_o", 7}}
+}{{"q", "ld_q", 3}, {"k", "ld_k", 4}, {"v", "ld_v", 5}, {"dout", "ld_dout", 6}}
 
-// attnRowsKernelSet declares the four kernels reading their inputs from
-// storage buffers or (tex) from read-only storage textures.
+// attnRowsKernelSet declares the four kernels reading q, k, v and dout
+// from storage buffers or (tex) from read-only storage textures. row_stats
+// reads only dout of them, so its q, k and v slots stay buffers: a layout's
+// textures count against maxStorageTexturesPerShaderStage whether or not
+// the entry point reads them.
 func attnRowsKernelSet(tex bool) attnRowsSet {
 	in := gpu.BindRead
 	suffix := ""
@@ -97,16 +103,15 @@ func attnRowsKernelSet(tex bool) attnRowsSet {
 		in, suffix = gpu.BindStorageTextureRead, "+tex"
 	}
 	subs := attnRowsSubs(tex)
-	back := []gpu.BindKind{gpu.BindUniform, gpu.BindReadWrite, gpu.BindRead, in, in, in, in, in}
-	backKV := []gpu.BindKind{gpu.BindUniform, gpu.BindReadWrite, gpu.BindRead, in, in, in, in, gpu.BindRead, gpu.BindReadWrite}
-	decl := func(entry string, bind []gpu.BindKind) gpu.Kernel {
+	u, rw, rd := gpu.BindUniform, gpu.BindReadWrite, gpu.BindRead
+	decl := func(entry string, bind ...gpu.BindKind) gpu.Kernel {
 		return kernelNamed("attention_rows/"+entry+suffix, "attention_rows", entry, bind, subs)
 	}
 	return attnRowsSet{
-		forward: decl("forward", []gpu.BindKind{gpu.BindUniform, gpu.BindReadWrite, gpu.BindReadWrite, in, in, in}),
-		backQ:   decl("backward_q", back),
-		stats:   decl("row_stats", back),
-		backKV:  decl("backward_kv", backKV),
+		forward: decl("forward", u, rw, rw, in, in, in),
+		backQ:   decl("backward_q", u, rw, rd, in, in, in, in, rd),
+		stats:   decl("row_stats", u, rw, rd, rd, rd, rd, in, rd),
+		backKV:  decl("backward_kv", u, rw, rd, in, in, in, in, rd, rw),
 	}
 }
 
@@ -135,6 +140,24 @@ func attnRowsSubs(tex bool) map[string]string {
 	return subs
 }
 
+// attnRowsResolve returns the pipelines of a kernel set at the column
+// chunk heads of HS4 vec4s use.
+func attnRowsResolve(d *gpu.Device, ks attnRowsSet, HS4 int) (attnRowsPipes, error) {
+	ch := map[string]string{"CH": strconv.Itoa(attnRowsChunk(HS4))}
+	var ps attnRowsPipes
+	for _, x := range []struct {
+		k gpu.Kernel
+		p **gpu.Pipeline
+	}{{ks.forward, &ps.forward}, {ks.backQ, &ps.backQ}, {ks.stats, &ps.stats}, {ks.backKV, &ps.backKV}} {
+		p, err := d.Pipeline(with(x.k, ch))
+		if err != nil {
+			return attnRowsPipes{}, err
+		}
+		*x.p = p
+	}
+	return ps, nil
+}
+
 // attnRowsTrips returns the most loop trips one invocation of the variant
 // runs at sequence length T and head size HS: ceil(T/4) blocks of at most
 // two loops over HS/4 vec4s (q·kᵀ and dout·vᵀ) and one over the chunk's
@@ -158,55 +181,87 @@ func attnUseRows(d *gpu.Device, T, HS int) bool {
 }
 
 // attnRowsTextures lets the variant read its inputs from read-only storage
-// textures where the device has them and the tensors fit a texture
-// (attnRowsTexFits); tests turn it off to pin the buffer kernels.
+// textures where the device can (attnRowsTexFits); tests turn it off to
+// pin the buffer kernels.
 var attnRowsTextures = true
 
-// attnRowsTexFits reports whether the variant reads a (rows x C) input
-// from a texture on d: storage textures present and the rows (rounded up
-// to the texture cache's power of two) and C/4 within the texture limit.
+// attnRowsTexWidth is the width of an input's texture for C columns: C/4
+// texels and matmulTexPadX more, so rows 4 KB apart (C = 1024) do not all
+// fall into one set of a CPU's L1 cache (docs/PLATFORM.md). Widths and
+// heights are fixed per model, so unlike the matmul's they are not
+// rounded to share textures; heights are powers of two (attnRowsTexture).
+func attnRowsTexWidth(C int) int { return C/4 + matmulTexPadX }
+
+// attnRowsTexFits reports whether the variant may read a (rows x C) input
+// from a texture on d: storage textures usable there (storageTexUsable),
+// four of them per kernel within the device's limit, and the texture
+// within the size limit.
 func attnRowsTexFits(d *gpu.Device, rows, C int) bool {
 	lim := int(d.Limits.MaxTextureDimension2D)
-	return attnRowsTextures && d.StorageTextureRead && nextPow2(rows) <= lim && C/4 <= lim-matmulTexPadX
+	return attnRowsTextures && storageTexUsable(d) && d.Limits.MaxStorageTexturesPerShaderStage >= 4 &&
+		nextPow2(rows) <= lim && attnRowsTexWidth(C) <= lim
 }
 
-// attnRowsInputArgs returns the variant's kernel set and the arguments for
-// its inputs: the buffers, or textures the buffers are copied into (by the
-// matmul's pack, which copies where rows are 256-byte multiples and packs
-// otherwise). Each input gets a texture of its own role in the matmul's
-// texture cache, reused by every layer and step.
-func attnRowsInputArgs(r *gpu.Recorder, rows, C int, ins []*gpu.Buffer, roles []string) (attnRowsSet, []gpu.Arg, error) {
+// attnRowsTexture returns the cached texture of one attention input role,
+// allocating it on first use in the per-device texture cache (gpu.CatCache;
+// four per device: q, k, v and dout, reused by every layer and step).
+func attnRowsTexture(d *gpu.Device, role string, rows, C int) (*gpu.Texture, error) {
+	s := matmulStateOf(d)
+	w, h := attnRowsTexWidth(C), nextPow2(max(rows, 4))
+	key := matmulTexKey{"attn " + role, uint32(w), uint32(h)}
+	if t, ok := s.tex[key]; ok {
+		return t, nil
+	}
+	t, err := d.NewTexture(fmt.Sprintf("attention %s %dx%d", role, w, h), gpu.CatCache, uint32(w), uint32(h))
+	if err != nil {
+		return nil, fmt.Errorf("attention %s texture: %w", role, err)
+	}
+	s.tex[key] = t
+	return t, nil
+}
+
+// attnRowsArgs returns the pipelines and the arguments for q, k, v and
+// (backward) dout: the buffers themselves, or textures the buffers are
+// copied into by the matmul's pack (a copy where C is a multiple of 64 and
+// B*T of 4, else the pack kernel). Where a texture kernel cannot be built
+// the device's storage textures are marked unusable (storageTexFailed) and
+// the buffer kernels run instead.
+func attnRowsArgs(r *gpu.Recorder, rows, C, HS int, ins ...*gpu.Buffer) (attnRowsPipes, []gpu.Arg, error) {
 	d := r.Device()
 	args := make([]gpu.Arg, len(ins))
-	if !attnRowsTexFits(d, rows, C) {
-		for i, b := range ins {
-			args[i] = b.Arg()
-		}
-		return attnRowsKernels[0], args, nil
-	}
-	s := matmulStateOf(d)
 	for i, b := range ins {
-		t, err := s.texture(d, "attn "+roles[i], C/4, rows)
-		if err != nil {
-			return attnRowsSet{}, nil, fmt.Errorf("attention %s texture: %w", roles[i], err)
-		}
-		side := matmulPackSide{dst: t, src: b.Arg(), sy: C, sx: 1, rows: rows, cols: C, w: C / 4, h: roundUp(rows, 4)}
-		if err := matmulPack(r, &side); err != nil {
-			return attnRowsSet{}, nil, err
-		}
-		args[i] = t.Arg()
+		args[i] = b.Arg()
 	}
-	return attnRowsKernels[1], args, nil
+	if attnRowsTexFits(d, rows, C) {
+		ps, err := attnRowsResolve(d, attnRowsKernels[1], HS/4)
+		if err == nil {
+			for i, b := range ins {
+				t, err := attnRowsTexture(d, attnRowsInputs[i].name, rows, C)
+				if err != nil {
+					return attnRowsPipes{}, nil, err
+				}
+				side := matmulPackSide{dst: t, src: b.Arg(), sy: C, sx: 1, rows: rows, cols: C, w: C / 4, h: roundUp(rows, 4)}
+				if err := matmulPack(r, &side); err != nil {
+					return attnRowsPipes{}, nil, err
+				}
+				args[i] = t.Arg()
+			}
+			return ps, args, nil
+		}
+		storageTexFailed(d, err)
+	}
+	ps, err := attnRowsResolve(d, attnRowsKernels[0], HS/4)
+	return ps, args, err
 }
 
 // attnRowsForward records the variant's forward; see AttentionForward.
 func attnRowsForward(r *gpu.Recorder, out, lse, q, k, v *gpu.Buffer, B, T, NH, HS int) error {
-	ks, in, err := attnRowsInputArgs(r, B*T, NH*HS, []*gpu.Buffer{q, k, v}, []string{"q", "k", "v"})
+	ps, in, err := attnRowsArgs(r, B*T, NH*HS, HS, q, k, v)
 	if err != nil {
 		return err
 	}
 	// Query block qb visits key blocks 0..qb: q·kᵀ and P·v, 2 FLOPs each.
-	return attnRowsLaunch(r, ks.forward, B*NH, T, NH, HS, 4, func(blk int) int { return blk + 1 },
+	return attnRowsLaunch(r, ps.forward, B*NH, T, NH, HS, 4, func(blk int) int { return blk + 1 },
 		append([]gpu.Arg{out.Arg(), lse.Arg()}, in...)...)
 }
 
@@ -215,46 +270,39 @@ func attnRowsForward(r *gpu.Recorder, out, lse, q, k, v *gpu.Buffer, B, T, NH, H
 // reads; backward_q runs last and overwrites dq (it recomputes its own D).
 func attnRowsBackward(r *gpu.Recorder, dq, dk, dv, dout, q, k, v, out, lse *gpu.Buffer, B, T, NH, HS int) error {
 	d := r.Device()
-	ks, in, err := attnRowsInputArgs(r, B*T, NH*HS, []*gpu.Buffer{q, k, v, dout, out},
-		[]string{"q", "k", "v", "dout", "out"})
+	ps, in, err := attnRowsArgs(r, B*T, NH*HS, HS, q, k, v, dout)
 	if err != nil {
 		return err
 	}
-	p, err := d.Pipeline(ks.stats)
-	if err != nil {
-		return err
-	}
+	// row_stats binds q, k and v as buffers whatever the set (it reads
+	// none of them) and dout as the set binds it.
 	g := d.Grid1D(B*NH*T, 64)
-	if err := r.Dispatch(p, g, float64(2*B*NH*T*HS), gpu.Params(uint32(T), uint32(NH), uint32(0), uint32(B*NH),
+	if err := r.Dispatch(ps.stats, g, float64(2*B*NH*T*HS), gpu.Params(uint32(T), uint32(NH), uint32(0), uint32(B*NH),
 		uint32(0), uint32(0), g.X, float32(0), uint32(HS/4), uint32(1), uint32(0), uint32(0)),
-		append([]gpu.Arg{dq.Arg(), lse.Arg()}, in...)...); err != nil {
+		dq.Arg(), lse.Arg(), q.Arg(), k.Arg(), v.Arg(), in[3], out.Arg()); err != nil {
 		return err
 	}
 	// Key block kb visits query blocks kb..nb-1: q·kᵀ, dout·vᵀ, dSᵀ·q for
 	// dk and Pᵀ·dout for dv; D is read from dq (binding 7).
 	nb := (T + attnRowsBlock - 1) / attnRowsBlock
 	keys := func(blk int) int { return nb - blk }
-	if err := attnRowsLaunch(r, ks.backKV, B*NH, T, NH, HS, 8, keys,
-		append(append([]gpu.Arg{dk.Arg(), lse.Arg()}, in[:4]...), dq.Arg(), dv.Arg())...); err != nil {
+	if err := attnRowsLaunch(r, ps.backKV, B*NH, T, NH, HS, 8, keys,
+		append(append([]gpu.Arg{dk.Arg(), lse.Arg()}, in...), dq.Arg(), dv.Arg())...); err != nil {
 		return err
 	}
 	// Query block qb visits key blocks 0..qb: q·kᵀ, dout·vᵀ and dS·k.
-	return attnRowsLaunch(r, ks.backQ, B*NH, T, NH, HS, 6, func(blk int) int { return blk + 1 },
-		append([]gpu.Arg{dq.Arg(), lse.Arg()}, in...)...)
+	return attnRowsLaunch(r, ps.backQ, B*NH, T, NH, HS, 6, func(blk int) int { return blk + 1 },
+		append(append([]gpu.Arg{dq.Arg(), lse.Arg()}, in...), out.Arg())...)
 }
 
 // attnRowsLaunch records kernel k over every (pair, column chunk, block) in
 // dispatches bounded like attnLaunch's. A block step does ops*4*4*HS FLOPs
 // per chunk (each chunk recomputes the full-HS scores; counted in full).
-func attnRowsLaunch(r *gpu.Recorder, k gpu.Kernel, nBH, T, NH, HS, ops int, steps func(blk int) int, args ...gpu.Arg) error {
+func attnRowsLaunch(r *gpu.Recorder, p *gpu.Pipeline, nBH, T, NH, HS, ops int, steps func(blk int) int, args ...gpu.Arg) error {
 	d := r.Device()
 	HS4 := HS / 4
 	ch := attnRowsChunk(HS4)
 	nc := (HS4 + ch - 1) / ch
-	p, err := d.Pipeline(with(k, map[string]string{"CH": strconv.Itoa(ch)}))
-	if err != nil {
-		return err
-	}
 	stepWork := float64(ops*attnRowsBlock*attnRowsBlock) * float64(HS)
 	if d.IsCPU() {
 		stepWork *= attnRowsCPUWeight

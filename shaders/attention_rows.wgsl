@@ -14,7 +14,7 @@
 // the inputs section below): from storage buffers, or from read-only storage
 // textures, whose loads cost about a quarter of a buffer's on lavapipe; the
 // variant's inner loops are load-bound there, so the texture kernels ran
-// forward+backward about 1.9x faster (attention_rows.go).
+// forward+backward 2.1-2.7x faster (attention_rows.go).
 //
 // Accumulators are private arrays indexed only inside loops of constant trip
 // count CH, which the compiler unrolls into registers; dynamic indexing of a
@@ -62,13 +62,20 @@ const WG: u32 = 8u;
 @group(0) @binding(1) var<storage, read_write> dq: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read_write> dk: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> lse_in: array<f32>;
-// Inputs of all three, q (3), k (4), v (5), dout (6) and out (7, read by
-// backward_q and row_stats), with their loads ld_q .. ld_o(h, c): element c
-// of the vec4 columns of the head hx .. hx+HS4-1 of row handle h (rows4).
-// Bound as storage buffers, or as read-only storage textures holding
-// (B*T) x (C/4) texels, whose loads cost a quarter of a buffer's on
-// lavapipe (docs/PLATFORM.md); the Go owner generates one or the other.
+// Inputs q (3), k (4), v (5) and dout (6), with their loads ld_q .. ld_dout
+// (h, c): element c of the vec4 columns of the head hx .. hx+HS4-1 of row
+// handle h (rows4). Bound as storage buffers, or as read-only storage
+// textures holding (B*T) x (C/4) texels, whose loads cost a quarter of a
+// buffer's on lavapipe (docs/PLATFORM.md); the Go owner generates one or
+// the other. At most four textures per kernel, WebGPU's minimum limit.
 {{INPUTS}}
+// out (7), read by backward_q and row_stats once per row for D: always a
+// buffer (a fifth texture would pass that limit, and it is read little).
+@group(0) @binding(7) var<storage, read> o_in: array<vec4<f32>>;
+
+fn ld_o(h: u32, c: u32) -> vec4<f32> {
+  return o_in[flat(h) + c];
+}
 // row_stats writes D (flat (B, NH, T)) through binding 1; backward_kv reads
 // it through binding 7.
 @group(0) @binding(1) var<storage, read_write> dstat: array<f32>;
@@ -121,7 +128,7 @@ fn col(cc: u32, x: u32) -> u32 {
   return min(cc * CH + x, p.HS4 - 1u);
 }
 
-// qk4 returns the products q·kᵀ of 4 q rows (vec4 indices ra) and 4 k rows
+// qk4 returns the products q·kᵀ of 4 q rows (row handles ra) and 4 k rows
 // (rb) over the full head: lane r of column j is q row r times k row j.
 fn qk4(ra: vec4<u32>, rb: vec4<u32>) -> mat4x4<f32> {
   var s = mat4x4<f32>();

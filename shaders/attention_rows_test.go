@@ -21,11 +21,15 @@ var attnRowsPinTol = tol.Tol{Atol: 1e-5, Rtol: 1e-5}
 // attnRowsHostile adds to attnHostile the shapes that stress the variant's
 // column chunks: HS = 64 (one full chunk of 16), HS = 36 (9 vec4s: a
 // partial chunk of 16), HS = 128 (2 chunks of 16), HS = 20 (one partial
-// chunk of 5 of 8), HS = 4 and 12 (chunks of 4, partial), T = 5 and 6 (a partial block of 4 rows),
-// and T = 1100 (275 blocks; the tiled kernels' TestAttentionLong shape at
-// the head size the variant is chosen for).
+// chunk of 5 of 8), HS = 4 and 12 (chunks of 4, partial), T = 5 and 6 (a
+// partial block of 4 rows), and T = 1100 (275 blocks; the tiled kernels'
+// TestAttentionLong shape at the head size the variant is chosen for). The
+// last two have C a multiple of 64 and B*T of 4, so their textures are
+// copied rather than packed (attnRowsArgs), as at every preset's shapes.
 var attnRowsHostile = append(append([]attnShape(nil), attnHostile...),
-	attnShape{2, 7, 2, 64}, attnShape{1, 9, 2, 36}, attnShape{1, 13, 1, 128}, attnShape{3, 5, 2, 20}, attnShape{1, 6, 1, 4}, attnShape{2, 11, 1, 12}, attnShape{1, 1100, 1, 32})
+	attnShape{2, 7, 2, 64}, attnShape{1, 9, 2, 36}, attnShape{1, 13, 1, 128}, attnShape{3, 5, 2, 20},
+	attnShape{1, 6, 1, 4}, attnShape{2, 11, 1, 12}, attnShape{1, 1100, 1, 32},
+	attnShape{2, 8, 2, 32}, attnShape{1, 12, 4, 64})
 
 // attnOutputs names the five results of attnRun, in order.
 var attnOutputs = []string{"out", "lse", "dq", "dk", "dv"}
@@ -73,12 +77,18 @@ func attnRowsModes(d *gpu.Device) []bool {
 	return []bool{false}
 }
 
+// attnRowsPinTextures sets attnRowsTextures for the rest of the test.
+func attnRowsPinTextures(t *testing.T, on bool) {
+	attnRowsTextures = on
+	t.Cleanup(func() { attnRowsTextures = true })
+}
+
 // TestAttentionRowsPinned pins the register-only variant, reading its
 // inputs from buffers and from textures, to the tiled kernels (the simple
 // path) on hostile shapes, whatever the device would choose, and checks
 // the variant against the float64 reference too. The textures are copied
-// where C is a multiple of 64 and B*T of 4 (HS 64 with NH 2, HS 128) and
-// packed by the kernel otherwise.
+// where C is a multiple of 64 and B*T of 4 (the last two shapes) and packed
+// by the kernel otherwise.
 func TestAttentionRowsPinned(t *testing.T) {
 	d := gputest.Device(t)
 	rng := rand.New(rand.NewPCG(41, 42))
@@ -93,9 +103,8 @@ func TestAttentionRowsPinned(t *testing.T) {
 			wdq, wdk, wdv := ref.AttentionBackward(tol.F64(gh), tol.F64(qh), tol.F64(kh), tol.F64(vh), s.B, s.T, s.NH, s.HS)
 			want := [5][]float64{wo, wl, wdq, wdk, wdv}
 			for _, tex := range attnRowsModes(d) {
-				attnRowsTextures = tex
+				attnRowsPinTextures(t, tex)
 				fast, _ := attnRun(t, d, s, true, q, k, v, g)
-				attnRowsTextures = true
 				mode := fmt.Sprintf("%s rows(textures=%v)", s, tex)
 				for i, name := range attnOutputs {
 					if attnVerbose {
@@ -163,17 +172,17 @@ func TestAttentionRowsChoice(t *testing.T) {
 }
 
 // TestAttentionRowsTexFits checks when the variant reads textures: only
-// where the device has read-only storage textures and B*T rows (as a power
-// of two) and C/4 columns fit the texture limit.
+// where the device's storage textures are usable, and B*T rows (as a power
+// of two) and C/4 columns (plus the pad) fit the texture limit.
 func TestAttentionRowsTexFits(t *testing.T) {
 	d := gputest.Device(t)
 	lim := int(d.Limits.MaxTextureDimension2D)
-	has := d.StorageTextureRead
+	has := storageTexUsable(d)
 	require.Equal(t, has, attnRowsTexFits(d, 8*256, 512))
 	require.Equal(t, has, attnRowsTexFits(d, lim, 512))
 	require.False(t, attnRowsTexFits(d, lim+1, 512), "rows past the limit")
-	require.False(t, attnRowsTexFits(d, 64, 4*lim), "columns past the limit")
-	attnRowsTextures = false
-	defer func() { attnRowsTextures = true }()
+	require.Equal(t, has, attnRowsTexFits(d, 64, 4*(lim-matmulTexPadX)), "the widest texture")
+	require.False(t, attnRowsTexFits(d, 64, 4*(lim-matmulTexPadX+1)), "columns past the limit")
+	attnRowsPinTextures(t, false)
 	require.False(t, attnRowsTexFits(d, 64, 64), "switched off")
 }

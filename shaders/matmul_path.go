@@ -85,6 +85,28 @@ type matmulState struct {
 	warm    [2]bool // the texture kernels have run once: [0] sampled, [1] storage
 	tex     map[matmulTexKey]*gpu.Texture
 	pipes   [2][]*gpu.Pipeline // the texture kernels, resolved on first use, as warm
+	// texBroken, when set, says why a storage-texture kernel failed on the
+	// device: no kernel of the package uses storage textures there after.
+	texBroken string
+}
+
+// storageTexUsable says whether kernels may read read-only storage
+// textures on d: the device offers them (gpu.Device.StorageTextureRead,
+// which a start-up probe confirmed) and no storage-texture kernel of this
+// package has failed there since (storageTexFailed).
+func storageTexUsable(d *gpu.Device) bool {
+	return d.StorageTextureRead && matmulStateOf(d).texBroken == ""
+}
+
+// storageTexFailed records that a storage-texture kernel failed on d with
+// err, so that the matmul and attention use their other kernels from then
+// on; the matmul's report says why.
+func storageTexFailed(d *gpu.Device, err error) {
+	s := matmulStateOf(d)
+	if s.texBroken == "" {
+		first, _, _ := strings.Cut(err.Error(), "\n")
+		s.texBroken = first
+	}
 }
 
 type matmulTexKey struct {
@@ -132,8 +154,9 @@ func MatmulReport(d *gpu.Device) string {
 	return fmt.Sprintf("matmul: %v path (%s)", s.chosen, s.probe)
 }
 
-// ReleaseMatmulTextures frees d's cached packing textures (they are
-// allocated once per size, in gpu.CatCache); call it before closing d.
+// ReleaseMatmulTextures frees d's cached textures, the matmul's packing
+// textures and attention's input textures (allocated once per role and
+// size, in gpu.CatCache); call it before closing d.
 func ReleaseMatmulTextures(d *gpu.Device) {
 	s := matmulStateOf(d)
 	for k, t := range s.tex {
@@ -152,21 +175,26 @@ func matmulPathFor(d *gpu.Device) (MatmulPath, error) {
 		if err != nil {
 			return 0, err
 		}
-		if err := matmulTexWarm(d, p); err != nil {
-			if p != MatmulStorageTexture {
-				return 0, err
-			}
-			// The storage textures passed the probe but not every kernel
-			// ran: the sampled kernels are the same tiles, so use them.
-			first, _, _ := strings.Cut(err.Error(), "\n")
-			p, probe = MatmulTexture, probe+fmt.Sprintf("; storage-texture warm-up failed (%s)", first)
-			if err := matmulTexWarm(d, p); err != nil {
-				return 0, err
-			}
+		if p, probe, err = matmulWarmChosen(d, p, probe); err != nil {
+			return 0, err
 		}
 		s.chosen, s.probe = p, probe
 	}
 	return s.chosen, nil
+}
+
+// matmulWarmChosen warms the path the probe chose. Where the storage-texture
+// path passed the probe but one of its kernels then fails, the device's
+// storage textures are marked unusable (storageTexFailed) and the sampled
+// kernels, the same tiles, are used instead; the probe line says so.
+func matmulWarmChosen(d *gpu.Device, p MatmulPath, probe string) (MatmulPath, string, error) {
+	err := matmulTexWarm(d, p)
+	if err == nil || p != MatmulStorageTexture {
+		return p, probe, err
+	}
+	storageTexFailed(d, err)
+	probe += fmt.Sprintf("; storage-texture warm-up failed (%s)", matmulStateOf(d).texBroken)
+	return MatmulTexture, probe, matmulTexWarm(d, MatmulTexture)
 }
 
 // matmulTexWarm runs a texture path (nothing for the others) on tiny
@@ -214,6 +242,7 @@ func matmulTexWarm(d *gpu.Device, p MatmulPath) error {
 		}
 		r := d.NewRecorder()
 		if err := matmulOn(r, op, p); err != nil {
+			r.Discard()
 			return fmt.Errorf("matmul warm-up: %w", err)
 		}
 		if err := r.Flush(); err != nil {
@@ -284,7 +313,7 @@ func matmulMeasure(d *gpu.Device) (MatmulPath, string, error) {
 		return 0, "", err
 	}
 	paths := []MatmulPath{MatmulTexture, MatmulSimple}
-	if d.StorageTextureRead {
+	if storageTexUsable(d) {
 		paths = append([]MatmulPath{MatmulStorageTexture}, paths...)
 	}
 	// Runs alternate between the paths so that a swing in the host's speed
@@ -308,6 +337,7 @@ func matmulMeasure(d *gpu.Device) (MatmulPath, string, error) {
 				r.Discard()
 				failed[path] = err
 				delete(best, path)
+				storageTexFailed(d, err)
 				continue
 			}
 			if err != nil {

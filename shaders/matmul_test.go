@@ -235,8 +235,8 @@ func TestMatmulAutoPath(t *testing.T) {
 // TestMatmulProbeFallback makes the storage-texture path fail, in the probe
 // and then in the warm-up of the chosen path, as it would on a device that
 // advertises read-only storage textures it cannot bind, and checks that
-// the sampled texture path is used instead and that the report keeps only
-// the first line of the error.
+// the sampled texture path is used instead, that the report keeps only the
+// first line of the error, and that attention then reads buffers too.
 func TestMatmulProbeFallback(t *testing.T) {
 	d := gputest.Device(t)
 	if !d.StorageTextureRead || !d.IsCPU() {
@@ -247,9 +247,10 @@ func TestMatmulProbeFallback(t *testing.T) {
 	t.Cleanup(func() {
 		clear(matmulProbeFail)
 		clear(matmulWarmFail)
-		s.chosen, s.probe = MatmulAuto, ""
+		s.chosen, s.probe, s.texBroken = MatmulAuto, "", ""
 	})
 	fault := errors.New("storage texture unbindable\nwgpu detail on a second line")
+	require.True(t, attnRowsTexFits(d, 64, 64))
 
 	s.chosen = MatmulAuto
 	matmulProbeFail[MatmulStorageTexture] = fault
@@ -259,14 +260,18 @@ func TestMatmulProbeFallback(t *testing.T) {
 	report := MatmulReport(d)
 	require.Contains(t, report, "storage-texture failed (storage texture unbindable)")
 	require.NotContains(t, report, "second line")
+	require.False(t, storageTexUsable(d))
+	require.False(t, attnRowsTexFits(d, 64, 64), "attention leaves storage textures once they failed")
 
+	// The probe chose the storage path, whose warm-up then fails.
 	clear(matmulProbeFail)
-	s.chosen = MatmulAuto
+	s.texBroken = ""
 	matmulWarmFail[MatmulStorageTexture] = fault
-	p, err = MatmulPathOf(d)
+	p, probe, err := matmulWarmChosen(d, MatmulStorageTexture, "probe")
 	require.NoError(t, err)
-	require.Equal(t, MatmulTexture, p, MatmulReport(d))
-	t.Log(MatmulReport(d))
+	require.Equal(t, MatmulTexture, p)
+	require.Equal(t, "probe; storage-texture warm-up failed (matmul warm-up: storage texture unbindable)", probe)
+	require.False(t, storageTexUsable(d))
 }
 
 // matmulBenchShapes are the speed targets, M x N x K.

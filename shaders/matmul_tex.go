@@ -233,7 +233,8 @@ func matmulTexSize(w, h, lim int) (int, int) {
 
 // texture returns the cached packing texture for a role ("a", "at", "b" or
 // "bt") of at least w x h texels, allocating it on first use at
-// matmulTexSize.
+// matmulTexSize. The cache also holds attention's input textures
+// (attnRowsTexture, roles "attn q" and so on).
 func (s *matmulState) texture(d *gpu.Device, role string, w, h int) (*gpu.Texture, error) {
 	w, h = matmulTexSize(w, h, int(d.Limits.MaxTextureDimension2D))
 	key := matmulTexKey{role, uint32(w), uint32(h)}
