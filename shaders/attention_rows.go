@@ -29,7 +29,7 @@ import (
 // Where the device has read-only storage textures the inputs are read from
 // textures the launcher copies them into (attnRowsTextures): a storage
 // texture load costs a quarter of a buffer's on lavapipe, and these loops
-// are load-bound, so forward+backward ran 2.1-2.7x faster (d512 shapes,
+// are load-bound, so forward+backward ran 2.0-2.8x faster (d512 shapes,
 // `step-gpu bench --preset d512 --op attention`, alternating binaries,
 // 2026-12-03) and the kernels compile in 1.0-2.4 s cold instead of 2.7-3.8.
 // backward_kv holds dk and dv together, 128 live vec4s at chunk 16: it

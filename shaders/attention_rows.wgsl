@@ -14,7 +14,7 @@
 // the inputs section below): from storage buffers, or from read-only storage
 // textures, whose loads cost about a quarter of a buffer's on lavapipe; the
 // variant's inner loops are load-bound there, so the texture kernels ran
-// forward+backward 2.1-2.7x faster (attention_rows.go).
+// forward+backward 2.0-2.8x faster (attention_rows.go).
 //
 // Accumulators are private arrays indexed only inside loops of constant trip
 // count CH, which the compiler unrolls into registers; dynamic indexing of a
