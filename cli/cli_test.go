@@ -64,6 +64,41 @@ func TestDevicesJSON(t *testing.T) {
 	require.Equal(t, 1, chosen, "exactly one adapter is chosen")
 }
 
+// TestDevicesCheck runs the device check on the test adapter, as text and
+// as JSON: every kernel compiles and every checked result is within
+// tolerance of the float64 reference.
+func TestDevicesCheck(t *testing.T) {
+	out, errOut, code := runBin(t, nil, "devices", "--check")
+	require.Equalf(t, 0, code, "stderr: %s", errOut)
+	require.Contains(t, out, "kernels compiled: ")
+	require.Contains(t, out, "matmul: ")
+	require.Contains(t, out, "attention dv")
+	require.NotContains(t, out, "WRONG")
+	require.Contains(t, out, "ok: step-gpu can train on this adapter")
+
+	out, errOut, code = runBin(t, nil, "devices", "--check", "--json")
+	require.Equalf(t, 0, code, "stderr: %s", errOut)
+	var v struct {
+		Adapters []map[string]any `json:"adapters"`
+		Check    struct {
+			Kernels int  `json:"kernels"`
+			OK      bool `json:"ok"`
+			Results []struct {
+				Name string `json:"name"`
+				OK   bool   `json:"ok"`
+			} `json:"results"`
+		} `json:"check"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &v))
+	require.NotEmpty(t, v.Adapters)
+	require.True(t, v.Check.OK)
+	require.Greater(t, v.Check.Kernels, 40)
+	require.Len(t, v.Check.Results, 7, "three matmul layouts, attention out, dq, dk, dv")
+	for _, r := range v.Check.Results {
+		require.True(t, r.OK, r.Name)
+	}
+}
+
 func TestNoAdapterSaysHowToGetOne(t *testing.T) {
 	for _, args := range [][]string{{"devices"}, {"bench", "--op", "residual"}} {
 		_, errOut, code := runBin(t, []string{"VK_ICD_FILENAMES=/nonexistent/icd.json", "VK_DRIVER_FILES=/nonexistent/icd.json"}, args...)
@@ -139,4 +174,20 @@ func TestHelpStops(t *testing.T) {
 		require.Equalf(t, 0, code, "%s --help: %s", cmd, errOut)
 		require.Contains(t, out, "Usage: step-gpu "+cmd)
 	}
+}
+
+// TestDeviceCheckVerdict checks that a result outside tolerance fails the
+// check with a message, and that an error is reported as the failure.
+func TestDeviceCheckVerdict(t *testing.T) {
+	c := &deviceCheck{OK: true}
+	c.add("good", []float32{1, 2}, []float64{1, 2.00001})
+	require.True(t, c.Results[0].OK)
+	c.add("bad", []float32{1, 2}, []float64{1, 2.01})
+	require.False(t, c.Results[1].OK)
+	c.OK = false
+	require.ErrorContains(t, c.failure(), "outside tolerance")
+	c.Error = "compile kernels: boom"
+	require.ErrorContains(t, c.failure(), "boom")
+	var none *deviceCheck
+	require.NoError(t, none.failure())
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -10,7 +11,8 @@ import (
 
 // DevicesCmd lists adapters.
 type DevicesCmd struct {
-	JSON bool `help:"Print a JSON list of adapter objects."`
+	JSON  bool `help:"Print a JSON list of adapter objects (with --check: an object with adapters and check)."`
+	Check bool `help:"Also open the chosen adapter and check that step-gpu works there: storage textures, every kernel's compile, the matmul path, and a matmul and attention against the float64 reference."`
 }
 
 // Run prints every adapter with its key limits and features, marking the
@@ -20,16 +22,31 @@ func (c *DevicesCmd) Run(e *Env) error {
 	if err != nil && infos == nil {
 		return err
 	}
+	var check *deviceCheck
+	if c.Check && err == nil {
+		var cerr error
+		check, cerr = checkDevice(e)
+		if check == nil {
+			return cerr
+		}
+		if cerr != nil {
+			check.Error = cerr.Error()
+		}
+	}
 	if c.JSON {
 		enc := json.NewEncoder(e.Stdout)
 		enc.SetIndent("", "  ")
 		if infos == nil {
 			infos = []gpu.AdapterInfo{}
 		}
-		if encErr := enc.Encode(infos); encErr != nil {
+		var v any = infos
+		if c.Check {
+			v = map[string]any{"adapters": infos, "check": check}
+		}
+		if encErr := enc.Encode(v); encErr != nil {
 			return encErr
 		}
-		return err
+		return errors.Join(err, check.failure())
 	}
 	for _, a := range infos {
 		mark := " "
@@ -56,7 +73,21 @@ func (c *DevicesCmd) Run(e *Env) error {
 	if err == nil {
 		fmt.Fprintln(e.Stdout, "* = the adapter step-gpu uses (override with --adapter or STEP_GPU_ADAPTER)")
 	}
-	return err
+	if check != nil {
+		check.print(e)
+	}
+	return errors.Join(err, check.failure())
+}
+
+// failure returns the error a failed check exits with (nil without one).
+func (c *deviceCheck) failure() error {
+	switch {
+	case c == nil || c.OK:
+		return nil
+	case c.Error != "":
+		return fmt.Errorf("device check failed: %s", c.Error)
+	}
+	return fmt.Errorf("device check failed: a kernel's result is outside tolerance of the float64 reference (see above)")
 }
 
 func size(n uint64) string {

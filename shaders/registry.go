@@ -93,27 +93,30 @@ func Files() []string {
 	return out
 }
 
-// CompileAll builds every declared kernel with its default template values,
-// returning the first error; it is how the tests prove every shader compiles
-// on a device. Kernels binding read-only storage textures are skipped where
-// the device lacks them (nothing dispatches them there).
-func CompileAll(d *gpu.Device) error {
+// CompileAll builds every declared kernel with its default template values
+// and returns how many it built, stopping at the first error; it is how the
+// tests and `step-gpu devices --check` prove every shader compiles on a
+// device. Kernels binding read-only storage textures are skipped where the
+// device lacks them (nothing dispatches them there).
+func CompileAll(d *gpu.Device) (int, error) {
 	names := make([]string, 0, len(families))
 	for n := range families {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	for _, n := range names {
-		for _, k := range families[n].kernels {
+	n := 0
+	for _, name := range names {
+		for _, k := range families[name].kernels {
 			if slices.Contains(k.Bindings, gpu.BindStorageTextureRead) && !d.StorageTextureRead {
 				continue
 			}
 			if _, err := d.Pipeline(k); err != nil {
-				return err
+				return n, err
 			}
+			n++
 		}
 	}
-	return nil
+	return n, nil
 }
 
 // elems4 is the estimated work per element for elementwise kernels, used
