@@ -70,7 +70,7 @@ func TestDevicesJSON(t *testing.T) {
 func TestDevicesCheck(t *testing.T) {
 	out, errOut, code := runBin(t, nil, "devices", "--check")
 	require.Equalf(t, 0, code, "stderr: %s", errOut)
-	require.Contains(t, out, "kernels compiled: ")
+	require.Contains(t, out, "pipelines created: ")
 	require.Contains(t, out, "matmul: ")
 	require.Contains(t, out, "attention dv")
 	require.NotContains(t, out, "WRONG")
@@ -81,9 +81,9 @@ func TestDevicesCheck(t *testing.T) {
 	var v struct {
 		Adapters []map[string]any `json:"adapters"`
 		Check    struct {
-			Kernels int  `json:"kernels"`
-			OK      bool `json:"ok"`
-			Results []struct {
+			Pipelines int  `json:"pipelines"`
+			OK        bool `json:"ok"`
+			Results   []struct {
 				Name string `json:"name"`
 				OK   bool   `json:"ok"`
 			} `json:"results"`
@@ -92,8 +92,8 @@ func TestDevicesCheck(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(out), &v))
 	require.NotEmpty(t, v.Adapters)
 	require.True(t, v.Check.OK)
-	require.Greater(t, v.Check.Kernels, 40)
-	require.Len(t, v.Check.Results, 7, "three matmul layouts, attention out, dq, dk, dv")
+	require.Greater(t, v.Check.Pipelines, 40)
+	require.Len(t, v.Check.Results, 14, "three matmul layouts at two shapes, attention out, dq, dk, dv at two")
 	for _, r := range v.Check.Results {
 		require.True(t, r.OK, r.Name)
 	}
@@ -185,7 +185,7 @@ func TestDeviceCheckVerdict(t *testing.T) {
 	c.add("bad", []float32{1, 2}, []float64{1, 2.01})
 	require.False(t, c.Results[1].OK)
 	c.OK = false
-	require.ErrorContains(t, c.failure(), "outside tolerance")
+	require.ErrorContains(t, c.failure(), "outside tolerance of the float64 reference: bad")
 	c.Error = "compile kernels: boom"
 	require.ErrorContains(t, c.failure(), "boom")
 	var none *deviceCheck

@@ -17,8 +17,8 @@ type deviceCheck struct {
 	Adapter             string        `json:"adapter"`
 	StorageTextures     bool          `json:"storage_textures"`
 	StorageTexturesNote string        `json:"storage_textures_note,omitempty"`
-	Kernels             int           `json:"kernels"`
-	CompileSeconds      float64       `json:"compile_s"`
+	Pipelines           int           `json:"pipelines"`
+	PipelineSeconds     float64       `json:"pipelines_s"`
 	Matmul              string        `json:"matmul"`
 	Results             []checkResult `json:"results"`
 	OK                  bool          `json:"ok"`
@@ -39,42 +39,55 @@ type checkResult struct {
 var checkTol = tol.Tol{Atol: 1e-4, Rtol: 1e-4}
 
 // checkDevice opens the adapter the flags select and proves step-gpu works
-// on it: the storage-texture probe's outcome, every kernel compiled, the
-// matmul path the probe picks, and a matmul in each layout and an attention
-// forward and backward on odd shapes against the float64 reference.
+// on it: whether storage textures are usable, every kernel's pipeline, the
+// matmul path the probe picks, and matmuls in each layout and attention
+// forward and backward, on odd and on aligned shapes, against the float64
+// reference. It returns what it found even with an error.
 func checkDevice(e *Env) (*deviceCheck, error) {
+	c := &deviceCheck{Results: []checkResult{}}
 	d, err := e.open()
 	if err != nil {
-		return nil, err
+		return c, err
 	}
 	defer d.Close()
 	defer shaders.ReleaseMatmulTextures(d)
-	c := &deviceCheck{Adapter: d.Info.Name, StorageTextures: d.StorageTextureRead, StorageTexturesNote: d.StorageTextureNote}
+	c.Adapter = d.Info.Name
 	start := time.Now()
-	c.Kernels, err = shaders.CompileAll(d)
-	c.CompileSeconds = time.Since(start).Seconds()
+	c.Pipelines, err = shaders.CompileAll(d)
+	c.PipelineSeconds = time.Since(start).Seconds()
+	// A storage-texture kernel that failed to build leaves the kernels on
+	// sampled textures and buffers, as training would: report it, go on.
+	c.StorageTextures, c.StorageTexturesNote = shaders.StorageTexturesUsable(d)
 	if err != nil {
-		return c, fmt.Errorf("compile kernels: %w", err)
+		return c, fmt.Errorf("create pipelines: %w", err)
 	}
 	if _, err := shaders.MatmulPathOf(d); err != nil {
 		return c, err
 	}
 	c.Matmul = shaders.MatmulReport(d)
 	rng := rand.New(rand.NewPCG(5, 6))
-	const M, N, K = 67, 45, 131
-	a, b := checkRand(rng, M*K), checkRand(rng, K*N)
-	for _, l := range []shaders.Layout{shaders.NN, shaders.NT, shaders.TN} {
-		got, err := checkRun(d, M*N, [][]float32{a, b}, func(r *gpu.Recorder, out *gpu.Buffer, in []*gpu.Buffer) error {
-			return shaders.Matmul(r, out, in[0], in[1], M, N, K, l, false)
-		})
-		if err != nil {
+	// An odd shape (packed operands) and a 64-aligned one (copied).
+	for _, s := range [][3]int{{67, 45, 131}, {64, 128, 192}} {
+		M, N, K := s[0], s[1], s[2]
+		a, b := checkRand(rng, M*K), checkRand(rng, K*N)
+		for _, l := range []shaders.Layout{shaders.NN, shaders.NT, shaders.TN} {
+			got, err := checkRun(d, M*N, [][]float32{a, b}, func(r *gpu.Recorder, out *gpu.Buffer, in []*gpu.Buffer) error {
+				return shaders.Matmul(r, out, in[0], in[1], M, N, K, l, false)
+			})
+			if err != nil {
+				return c, err
+			}
+			c.add(fmt.Sprintf("matmul %v %dx%dx%d", l, M, N, K), got, ref.Matmul(tol.F64(a), tol.F64(b), M, N, K, ref.MatmulLayout(l)))
+		}
+	}
+	// A partial block of rows (packed textures on CPU adapters) and B*T a
+	// multiple of 4 with C a multiple of 64 (copied), both at HS 64.
+	for _, s := range [][4]int{{2, 37, 2, 64}, {2, 32, 2, 64}} {
+		if err := c.attention(d, rng, s[0], s[1], s[2], s[3]); err != nil {
 			return c, err
 		}
-		c.add("matmul "+l.String(), got, ref.Matmul(tol.F64(a), tol.F64(b), M, N, K, ref.MatmulLayout(l)))
 	}
-	if err := c.attention(d, rng); err != nil {
-		return c, err
-	}
+	c.StorageTextures, c.StorageTexturesNote = shaders.StorageTexturesUsable(d)
 	c.OK = true
 	for _, r := range c.Results {
 		c.OK = c.OK && r.OK
@@ -82,11 +95,9 @@ func checkDevice(e *Env) (*deviceCheck, error) {
 	return c, nil
 }
 
-// attention runs an attention forward and backward (B 2, T 37, NH 2, HS 64:
-// a partial block of rows, the head size models use) and compares out, dq,
+// attention runs an attention forward and backward and compares out, dq,
 // dk and dv with the reference.
-func (c *deviceCheck) attention(d *gpu.Device, rng *rand.Rand) error {
-	const B, T, NH, HS = 2, 37, 2, 64
+func (c *deviceCheck) attention(d *gpu.Device, rng *rand.Rand, B, T, NH, HS int) error {
 	n := B * T * NH * HS
 	q, k, v, g := checkRand(rng, n), checkRand(rng, n), checkRand(rng, n), checkRand(rng, n)
 	bufs := map[string]*gpu.Buffer{}
@@ -111,10 +122,12 @@ func (c *deviceCheck) attention(d *gpu.Device, rng *rand.Rand) error {
 	}
 	r := d.NewRecorder()
 	if err := shaders.AttentionForward(r, bufs["out"], bufs["lse"], bufs["q"], bufs["k"], bufs["v"], B, T, NH, HS); err != nil {
+		r.Discard()
 		return err
 	}
 	if err := shaders.AttentionBackward(r, bufs["dq"], bufs["dk"], bufs["dv"], bufs["dout"], bufs["q"], bufs["k"], bufs["v"],
 		bufs["out"], bufs["lse"], B, T, NH, HS); err != nil {
+		r.Discard()
 		return err
 	}
 	if err := r.Flush(); err != nil {
@@ -130,7 +143,7 @@ func (c *deviceCheck) attention(d *gpu.Device, rng *rand.Rand) error {
 		if err != nil {
 			return err
 		}
-		c.add("attention "+x.name, got, x.want)
+		c.add(fmt.Sprintf("attention %s B%d T%d", x.name, B, T), got, x.want)
 	}
 	return nil
 }
@@ -164,6 +177,7 @@ func checkRun(d *gpu.Device, n int, inputs [][]float32, op func(*gpu.Recorder, *
 	defer out.Release()
 	r := d.NewRecorder()
 	if err := op(r, out, bufs); err != nil {
+		r.Discard()
 		return nil, err
 	}
 	if err := r.Flush(); err != nil {
@@ -184,13 +198,18 @@ func checkRand(rng *rand.Rand, n int) []float32 {
 // print writes the check as text.
 func (c *deviceCheck) print(e *Env) {
 	w := e.Stdout
+	if c.Adapter == "" {
+		fmt.Fprintf(w, "check: %s\n", c.Error)
+		return
+	}
 	fmt.Fprintf(w, "check %s:\n", c.Adapter)
 	if c.StorageTextures {
-		fmt.Fprintln(w, "  read-only storage textures: yes (probe kernel passed)")
+		fmt.Fprintln(w, "  read-only storage textures: yes (probe kernel passed, no kernel failed)")
 	} else {
 		fmt.Fprintf(w, "  read-only storage textures: no (%s)\n", c.StorageTexturesNote)
 	}
-	fmt.Fprintf(w, "  kernels compiled: %d in %.2f s\n", c.Kernels, c.CompileSeconds)
+	fmt.Fprintf(w, "  pipelines created: %d in %.2f s (lazy backends such as lavapipe compile at first dispatch)\n",
+		c.Pipelines, c.PipelineSeconds)
 	if c.Matmul != "" {
 		fmt.Fprintf(w, "  %s\n", c.Matmul)
 	}
@@ -199,7 +218,7 @@ func (c *deviceCheck) print(e *Env) {
 		if !r.OK {
 			verdict = "WRONG"
 		}
-		fmt.Fprintf(w, "  %-14s max |err| vs float64 reference %.2g: %s\n", r.Name, r.MaxErr, verdict)
+		fmt.Fprintf(w, "  %-27s max |err| vs float64 reference %.2g: %s\n", r.Name, r.MaxErr, verdict)
 	}
 	switch {
 	case c.Error != "":

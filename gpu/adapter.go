@@ -54,6 +54,10 @@ func typeRank(t wgpu.AdapterType) int {
 func describe(i int, a *wgpu.Adapter) AdapterInfo {
 	info := a.GetInfo()
 	lim := a.GetLimits().Limits
+	// The binding reads garbage for this native limit (WEBGPU.md; device
+	// creation leaves it undefined) and step-gpu uses no push constants:
+	// report 0, not the garbage.
+	lim.MaxPushConstantSize = 0
 	var feats []string
 	for _, f := range a.EnumerateFeatures() {
 		feats = append(feats, f.String())

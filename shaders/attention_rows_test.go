@@ -71,7 +71,7 @@ func attnRun(t *testing.T, d *gpu.Device, s attnShape, rows bool, q, k, v, g *gp
 // buffers, and read-only storage textures where d has them (lavapipe does,
 // so CI checks both).
 func attnRowsModes(d *gpu.Device) []bool {
-	if d.StorageTextureRead {
+	if storageTexUsable(d) {
 		return []bool{false, true}
 	}
 	return []bool{false}
@@ -105,6 +105,11 @@ func TestAttentionRowsPinned(t *testing.T) {
 			for _, tex := range attnRowsModes(d) {
 				attnRowsPinTextures(t, tex)
 				fast, _ := attnRun(t, d, s, true, q, k, v, g)
+				if tex {
+					_, ok := matmulStateOf(d).tex[matmulTexKey{"attn q", uint32(attnRowsTexWidth(s.NH * s.HS)),
+						uint32(nextPow2(max(s.B*s.T, 4)))}]
+					require.True(t, ok, "the texture kernels ran (their q texture exists)")
+				}
 				mode := fmt.Sprintf("%s rows(textures=%v)", s, tex)
 				for i, name := range attnOutputs {
 					if attnVerbose {
@@ -185,4 +190,40 @@ func TestAttentionRowsTexFits(t *testing.T) {
 	require.False(t, attnRowsTexFits(d, 64, 4*(lim-matmulTexPadX+1)), "columns past the limit")
 	attnRowsPinTextures(t, false)
 	require.False(t, attnRowsTexFits(d, 64, 64), "switched off")
+}
+
+// TestAttentionRowsFallback breaks one of the texture kernels, as a device
+// that offers storage textures but cannot build that kernel would, and
+// checks that attention falls back to the buffer kernels with correct
+// results, that storage textures are then marked failed on the device, and
+// that the matmul leaves its storage-texture path too.
+func TestAttentionRowsFallback(t *testing.T) {
+	d := gputest.Device(t)
+	if !storageTexUsable(d) || !d.IsCPU() {
+		t.Skip("needs usable storage textures and the register-only variant (a CPU adapter)")
+	}
+	matmulPin(t, d, MatmulAuto)
+	st := matmulStateOf(d)
+	old := attnRowsKernels[1].stats
+	t.Cleanup(func() {
+		attnRowsKernels[1].stats = old
+		st.chosen, st.probe, st.texBroken = MatmulAuto, "", ""
+	})
+	p, err := MatmulPathOf(d)
+	require.NoError(t, err)
+	attnRowsKernels[1].stats.Entry = "no_such_entry"
+	attnRowsKernels[1].stats.Name += "(broken)"
+	rng := rand.New(rand.NewPCG(45, 46))
+	s := attnShape{2, 16, 2, 64}
+	n := s.B * s.T * s.NH * s.HS
+	attnCase(t, d, s, randVec(rng, n, 2), randVec(rng, n, 2), randVec(rng, n, 1), randVec(rng, n, 1), attnFwdTol, attnBwdTol)
+	ok, why := StorageTexturesUsable(d)
+	require.False(t, ok)
+	require.Contains(t, why, "row_stats+tex(broken)")
+	after, err := MatmulPathOf(d)
+	require.NoError(t, err)
+	if p == MatmulStorageTexture {
+		require.Equal(t, MatmulTexture, after)
+		require.Contains(t, MatmulReport(d), "storage textures failed since")
+	}
 }

@@ -180,7 +180,29 @@ func matmulPathFor(d *gpu.Device) (MatmulPath, error) {
 		}
 		s.chosen, s.probe = p, probe
 	}
+	if s.chosen == MatmulStorageTexture && !storageTexUsable(d) {
+		// Another family's storage-texture kernel failed since the probe
+		// (storageTexFailed): leave them here too.
+		s.chosen, s.probe = MatmulTexture, s.probe+fmt.Sprintf("; storage textures failed since (%s)", s.texBroken)
+		if err := matmulTexWarm(d, MatmulTexture); err != nil {
+			return 0, err
+		}
+	}
 	return s.chosen, nil
+}
+
+// StorageTexturesUsable says whether the package's kernels read read-only
+// storage textures on d, and if not, why: the device lacks them, or one of
+// its storage-texture kernels failed there (the kernels then use sampled
+// textures or buffers instead).
+func StorageTexturesUsable(d *gpu.Device) (bool, string) {
+	if !d.StorageTextureRead {
+		return false, d.StorageTextureNote
+	}
+	if why := matmulStateOf(d).texBroken; why != "" {
+		return false, "a storage-texture kernel failed: " + why
+	}
+	return true, ""
 }
 
 // matmulWarmChosen warms the path the probe chose. Where the storage-texture

@@ -93,11 +93,15 @@ func Files() []string {
 	return out
 }
 
-// CompileAll builds every declared kernel with its default template values
-// and returns how many it built, stopping at the first error; it is how the
-// tests and `step-gpu devices --check` prove every shader compiles on a
-// device. Kernels binding read-only storage textures are skipped where the
-// device lacks them (nothing dispatches them there).
+// CompileAll creates the pipeline of every declared kernel with its
+// default template values and returns how many it created, stopping at the
+// first error; it is how the tests and `step-gpu devices --check` prove
+// every shader is valid on a device (backends that compile lazily, like
+// lavapipe, finish compiling at a pipeline's first dispatch). Kernels
+// binding read-only storage textures are skipped where they are not usable
+// (StorageTexturesUsable); where the first of them fails, storage textures
+// are marked failed on the device, as a failure in use would mark them,
+// and the rest of them are skipped.
 func CompileAll(d *gpu.Device) (int, error) {
 	names := make([]string, 0, len(families))
 	for n := range families {
@@ -107,10 +111,16 @@ func CompileAll(d *gpu.Device) (int, error) {
 	n := 0
 	for _, name := range names {
 		for _, k := range families[name].kernels {
-			if slices.Contains(k.Bindings, gpu.BindStorageTextureRead) && !d.StorageTextureRead {
+			tex := slices.Contains(k.Bindings, gpu.BindStorageTextureRead)
+			if tex && !storageTexUsable(d) {
 				continue
 			}
-			if _, err := d.Pipeline(k); err != nil {
+			_, err := d.Pipeline(k)
+			if err != nil && tex {
+				storageTexFailed(d, err)
+				continue
+			}
+			if err != nil {
 				return n, err
 			}
 			n++

@@ -3,6 +3,7 @@ package shaders
 import (
 	"testing"
 
+	"github.com/step-gpu/step-gpu/gpu"
 	"github.com/step-gpu/step-gpu/gpu/gputest"
 	"github.com/stretchr/testify/require"
 )
@@ -34,6 +35,23 @@ func TestKernelNamesUnique(t *testing.T) {
 		for _, k := range f.kernels {
 			require.Falsef(t, seen[k.Name], "kernel name %s declared twice", k.Name)
 			seen[k.Name] = true
+		}
+	}
+}
+
+// TestStorageTexturesPerKernel fails when a kernel binds more read-only
+// storage textures than WebGPU's minimum maxStorageTexturesPerShaderStage
+// (4): such a kernel would fail on devices that offer only the minimum.
+func TestStorageTexturesPerKernel(t *testing.T) {
+	for _, f := range families {
+		for _, k := range f.kernels {
+			n := 0
+			for _, b := range k.Bindings {
+				if b == gpu.BindStorageTextureRead || b == gpu.BindStorageTexture {
+					n++
+				}
+			}
+			require.LessOrEqualf(t, n, 4, "%s binds %d storage textures", k.Name, n)
 		}
 	}
 }
