@@ -140,10 +140,18 @@ func attnRowsSubs(tex bool) map[string]string {
 	return subs
 }
 
-// attnRowsResolve returns the pipelines of a kernel set at the column
-// chunk heads of HS4 vec4s use.
-func attnRowsResolve(d *gpu.Device, ks attnRowsSet, HS4 int) (attnRowsPipes, error) {
-	ch := map[string]string{"CH": strconv.Itoa(attnRowsChunk(HS4))}
+// attnRowsResolve returns the pipelines of kernel set attnRowsKernels[set]
+// at the column chunk heads of HS4 vec4s use, resolved once per device (a
+// cache key spells out the generated loads; attention runs twice per layer
+// per step).
+func attnRowsResolve(d *gpu.Device, set, HS4 int) (attnRowsPipes, error) {
+	st := matmulStateOf(d)
+	key := [2]int{set, attnRowsChunk(HS4)}
+	if ps, ok := st.attnPipes[key]; ok {
+		return ps, nil
+	}
+	ks := attnRowsKernels[set]
+	ch := map[string]string{"CH": strconv.Itoa(key[1])}
 	var ps attnRowsPipes
 	for _, x := range []struct {
 		k gpu.Kernel
@@ -155,6 +163,10 @@ func attnRowsResolve(d *gpu.Device, ks attnRowsSet, HS4 int) (attnRowsPipes, err
 		}
 		*x.p = p
 	}
+	if st.attnPipes == nil {
+		st.attnPipes = map[[2]int]attnRowsPipes{}
+	}
+	st.attnPipes[key] = ps
 	return ps, nil
 }
 
@@ -233,7 +245,7 @@ func attnRowsArgs(r *gpu.Recorder, rows, C, HS int, ins ...*gpu.Buffer) (attnRow
 		args[i] = b.Arg()
 	}
 	if attnRowsTexFits(d, rows, C) {
-		ps, err := attnRowsResolve(d, attnRowsKernels[1], HS/4)
+		ps, err := attnRowsResolve(d, 1, HS/4)
 		if err == nil {
 			for i, b := range ins {
 				t, err := attnRowsTexture(d, attnRowsInputs[i].name, rows, C)
@@ -250,7 +262,7 @@ func attnRowsArgs(r *gpu.Recorder, rows, C, HS int, ins ...*gpu.Buffer) (attnRow
 		}
 		storageTexFailed(d, err)
 	}
-	ps, err := attnRowsResolve(d, attnRowsKernels[0], HS/4)
+	ps, err := attnRowsResolve(d, 0, HS/4)
 	return ps, args, err
 }
 

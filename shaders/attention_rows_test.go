@@ -207,10 +207,12 @@ func TestAttentionRowsFallback(t *testing.T) {
 	old := attnRowsKernels[1].stats
 	t.Cleanup(func() {
 		attnRowsKernels[1].stats = old
+		clear(st.attnPipes)
 		st.chosen, st.probe, st.texBroken = MatmulAuto, "", ""
 	})
 	p, err := MatmulPathOf(d)
 	require.NoError(t, err)
+	clear(st.attnPipes) // resolved by earlier tests with the working kernel
 	attnRowsKernels[1].stats.Entry = "no_such_entry"
 	attnRowsKernels[1].stats.Name += "(broken)"
 	rng := rand.New(rand.NewPCG(45, 46))

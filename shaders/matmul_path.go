@@ -88,6 +88,9 @@ type matmulState struct {
 	// texBroken, when set, says why a storage-texture kernel failed on the
 	// device: no kernel of the package uses storage textures there after.
 	texBroken string
+	// attnPipes holds attention's resolved pipelines by (kernel set,
+	// column chunk): see attnRowsResolve.
+	attnPipes map[[2]int]attnRowsPipes
 }
 
 // storageTexUsable says whether kernels may read read-only storage
